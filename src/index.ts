@@ -1,0 +1,13 @@
+/**
+ * Tessera: lazy tensors compiled into a few fused, memory-planned kernels.
+ * @packageDocumentation
+ */
+export * from './tensor/tensor.js';
+export { noGrad, enableGrad, manualSeed, tidy } from './tensor/context.js';
+export { engineOptions, lastRealizeStats, realizeTotals, planSchedule, describeSchedule } from './tensor/realize.js';
+export * from './errors.js';
+export type { DType } from './dtype.js';
+export { DTYPES, promoteTypes } from './dtype.js';
+export { getRuntime, setDefaultDevice, getDefaultDevice, listDevices, registerDevice } from './runtime/registry.js';
+export { setDebug } from './debug.js';
+export * as memory from './memory/stats.js';

@@ -1,0 +1,54 @@
+import type { DType } from '../dtype.js';
+import { itemsize } from '../dtype.js';
+import { DisposedError } from '../errors.js';
+import { recordAlloc, recordFree } from '../memory/stats.js';
+import type { DeviceMemory, Runtime } from './device.js';
+
+let nextId = 1;
+
+/**
+ * A realized tensor's storage on one device: a contiguous, row-major array of `numel` elements.
+ * Reference-counted by the tensors that own it (`detach()` shares a buffer); freed deterministically
+ * when the count reaches zero.
+ */
+export class DeviceBuffer {
+  readonly id = nextId++;
+  readonly mem: DeviceMemory;
+  readonly nbytes: number;
+  private refs = 1;
+  private freed = false;
+
+  constructor(
+    readonly runtime: Runtime,
+    readonly dtype: DType,
+    readonly numel: number,
+  ) {
+    this.nbytes = Math.max(numel * itemsize[dtype], 4);
+    this.mem = runtime.alloc(this.nbytes);
+    recordAlloc(runtime.name, this.nbytes, 'tensor');
+  }
+
+  get disposed(): boolean {
+    return this.freed;
+  }
+
+  retain(): this {
+    this.assertLive('share');
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.freed) return;
+    if (--this.refs > 0) return;
+    this.freed = true;
+    this.runtime.free(this.mem);
+    recordFree(this.runtime.name, this.nbytes, 'tensor');
+  }
+
+  assertLive(what: string): void {
+    if (this.freed) {
+      throw new DisposedError(`cannot ${what} a tensor whose buffer was freed by dispose() (buffer #${this.id}, ${this.dtype}[${this.numel}])`);
+    }
+  }
+}

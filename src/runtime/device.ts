@@ -1,0 +1,48 @@
+import type { KernelIR } from '../codegen/ir.js';
+
+/** Opaque device memory handle; each runtime decides what it holds. */
+export interface DeviceMemory {
+  readonly bytes: number;
+}
+
+/** A place in device memory that a kernel argument points at (an arena offset or a whole buffer). */
+export interface Binding {
+  readonly mem: DeviceMemory;
+  readonly byteOffset: number;
+}
+
+/** What the scheduler and memory planner must respect on a device. */
+export interface DeviceLimits {
+  /** Most buffers (inputs plus the output) one kernel may bind: 8 on baseline WebGPU. */
+  readonly maxBuffersPerKernel: number;
+  /** Alignment of arena offsets in bytes (256 for WebGPU storage binding offsets). */
+  readonly bufferAlignment: number;
+}
+
+/** A kernel after the runtime compiled it, ready to launch many times. */
+export interface CompiledKernel {
+  readonly ir: KernelIR;
+}
+
+/**
+ * The one small interface every backend implements. Kernels are compiled in batches so that a backend
+ * with an expensive compiler (a C compiler process, a shader module) pays its start-up once per schedule.
+ */
+export interface Runtime {
+  readonly name: string;
+  readonly limits: DeviceLimits;
+  /** True when reads can complete synchronously (host-memory backends). */
+  readonly synchronous: boolean;
+  alloc(bytes: number): DeviceMemory;
+  free(mem: DeviceMemory): void;
+  write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void;
+  /** Synchronous read; only on `synchronous` runtimes. */
+  readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array;
+  read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array>;
+  compile(kernels: readonly KernelIR[]): CompiledKernel[];
+  /** `args[i]` binds `kernel.ir.params[i]`; `scalars` holds the kernel's u32 launch scalars. */
+  launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void;
+  synchronize(): Promise<void>;
+  /** Identifies the device and software stack, for caches of tuned or compiled kernels. */
+  fingerprint(): string;
+}

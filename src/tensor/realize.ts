@@ -1,0 +1,165 @@
+import type { KernelIR } from '../codegen/ir.js';
+import { printKernel } from '../codegen/ir.js';
+import { lowerKernel } from '../codegen/lower.js';
+import { seedKey } from '../codegen/prng.js';
+import { debugLevel, debugLog } from '../debug.js';
+import { itemsize } from '../dtype.js';
+import type { LazyNode } from '../graph/node.js';
+import { toposort } from '../graph/node.js';
+import { recordAlloc, recordFree } from '../memory/stats.js';
+import { DeviceBuffer } from '../runtime/buffer.js';
+import type { Binding, Runtime } from '../runtime/device.js';
+import type { MemoryPlan } from '../schedule/memory.js';
+import { checkPlan, planMemory } from '../schedule/memory.js';
+import type { Schedule, ScheduledKernel } from '../schedule/schedule.js';
+import { createSchedule } from '../schedule/schedule.js';
+
+/** Engine options; tests flip these to compare planned and unplanned execution. */
+export const engineOptions = {
+  /** Pack intermediates into one arena by lifetime (off: one region per intermediate). */
+  memoryPlanning: true,
+  /** Verify after planning that no two live buffers overlap. Cheap; on in tests. */
+  checkPlans: false,
+};
+
+/** What the last realize did, for tests, benchmarks and `TESSERA_DEBUG`. */
+export interface RealizeStats {
+  kernels: number;
+  kinds: Record<string, number>;
+  arenaBytes: number;
+  naiveBytes: number;
+  compiled: number;
+}
+
+let last: RealizeStats = { kernels: 0, kinds: {}, arenaBytes: 0, naiveBytes: 0, compiled: 0 };
+const totals = { kernels: 0, realizes: 0 };
+export function lastRealizeStats(): RealizeStats {
+  return last;
+}
+export function realizeTotals(): { kernels: number; realizes: number } {
+  return { ...totals };
+}
+
+// Lowered kernels, by structural key: the same work on other buffers reuses its IR and compiled code.
+const lowered = new Map<string, KernelIR>();
+
+export function lowerCached(k: ScheduledKernel): KernelIR {
+  let ir = lowered.get(k.structuralKey);
+  if (!ir) lowered.set(k.structuralKey, (ir = lowerKernel(k)));
+  return ir;
+}
+
+export interface PlannedSchedule {
+  readonly schedule: Schedule;
+  readonly plan: MemoryPlan;
+}
+
+/** Schedule and plan without running: what `TESSERA_DEBUG=2` prints and what tests count. */
+export function planSchedule(nodes: readonly LazyNode[], rt: Runtime): PlannedSchedule {
+  const outs = [...new Set(nodes)].filter((n) => n.op !== 'BUFFER');
+  const schedule = createSchedule(outs, { maxBuffersPerKernel: rt.limits.maxBuffersPerKernel });
+  const outputSet = new Set(outs);
+  let plan = planMemory(schedule.kernels, outputSet, rt.limits.bufferAlignment);
+  if (!engineOptions.memoryPlanning) plan = unplanned(plan);
+  if (engineOptions.checkPlans) checkPlan(plan);
+  return { schedule, plan };
+}
+
+/** One region per intermediate, back to back: the baseline the planner is measured against. */
+function unplanned(plan: MemoryPlan): MemoryPlan {
+  let offset = 0;
+  const buffers = new Map(
+    [...plan.buffers].map(([n, b]) => {
+      const placed = { ...b, offset };
+      offset += b.bytes;
+      return [n, placed] as const;
+    }),
+  );
+  return { ...plan, buffers, arenaBytes: offset };
+}
+
+export function describeSchedule({ schedule, plan }: PlannedSchedule): string {
+  const lines: string[] = [];
+  const name = (n: LazyNode) => (n.op === 'BUFFER' ? `buf#${n.buffer.id}` : `t${n.id}`);
+  for (const k of schedule.kernels) {
+    const p = plan.buffers.get(k.out);
+    const where = p ? `arena@${p.offset}` : 'output';
+    const ins = k.inputs.map((i) => `${name(i)}:${i.dtype}[${i.shape}]`).join(', ');
+    const c = k.contraction;
+    const extra = c ? ` gemm(b=${c.batch} m=${c.m} n=${c.n} k=${c.k}; prologue=[${c.prologue}] epilogue=[${c.epilogue}])` : '';
+    lines.push(`  k${k.index} ${k.kind.padEnd(11)} ${name(k.out)}:${k.out.dtype}[${k.out.shape}] (${where}) <- ${ins || '-'} ops=[${k.ops.join(',')}]${extra}`);
+  }
+  const ratio = plan.arenaBytes ? (plan.naiveBytes / plan.arenaBytes).toFixed(2) : '-';
+  lines.push(`  memory plan: planned peak ${plan.arenaBytes} B vs naive ${plan.naiveBytes} B (${ratio}x), live lower bound ${plan.liveBytesPeak} B`);
+  return lines.join('\n');
+}
+
+/**
+ * Compute `nodes` on `rt`: schedule, plan, lower, compile (one batch), launch. Returns one fresh buffer
+ * per distinct non-BUFFER node; intermediates live in a temporary arena freed before returning.
+ */
+export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyNode, DeviceBuffer> {
+  const result = new Map<LazyNode, DeviceBuffer>();
+  for (const n of toposort(nodes)) if (n.op === 'BUFFER') n.buffer.assertLive('compute with');
+  const planned = planSchedule(nodes, rt);
+  const { schedule, plan } = planned;
+  const before = lowered.size;
+  const irs = schedule.kernels.map(lowerCached);
+  const compiled = rt.compile(irs);
+  if (debugLevel() >= 2) {
+    debugLog(`realize: ${schedule.kernels.length} kernels\n${describeSchedule(planned)}`);
+    if (debugLevel() >= 3) for (const ir of irs) debugLog(printKernel(ir));
+  }
+  const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
+  if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
+  try {
+    for (const k of schedule.kernels) {
+      let outBinding: Binding;
+      const p = plan.buffers.get(k.out);
+      if (p) outBinding = { mem: arena!, byteOffset: p.offset };
+      else {
+        const buf = new DeviceBuffer(rt, k.out.dtype, k.out.numel);
+        result.set(k.out, buf);
+        outBinding = { mem: buf.mem, byteOffset: 0 };
+      }
+      const args: Binding[] = [outBinding];
+      for (const i of k.inputs) {
+        const ip = plan.buffers.get(i);
+        if (ip) args.push({ mem: arena!, byteOffset: ip.offset });
+        else if (i.op === 'BUFFER') args.push({ mem: i.buffer.mem, byteOffset: 0 });
+        else args.push({ mem: result.get(i)!.mem, byteOffset: 0 });
+      }
+      const scalars = new Uint32Array(k.scalars.length);
+      for (let s = 0; s < k.scalars.length; s += 2) {
+        scalars[s] = seedKey(k.scalars[s]!);
+        scalars[s + 1] = k.scalars[s + 1]!;
+      }
+      const t0 = debugLevel() >= 4 ? performance.now() : 0;
+      rt.launch(compiled[k.index]!, args, scalars);
+      if (debugLevel() >= 4) debugLog(`  k${k.index} ${irs[k.index]!.name}: ${(performance.now() - t0).toFixed(3)} ms`);
+    }
+  } catch (e) {
+    for (const b of result.values()) b.release();
+    throw e;
+  } finally {
+    if (arena) {
+      rt.free(arena);
+      recordFree(rt.name, plan.arenaBytes, 'arena');
+    }
+  }
+  const kinds: Record<string, number> = {};
+  for (const k of schedule.kernels) kinds[k.kind] = (kinds[k.kind] ?? 0) + 1;
+  last = { kernels: schedule.kernels.length, kinds, arenaBytes: plan.arenaBytes, naiveBytes: plan.naiveBytes, compiled: lowered.size - before };
+  totals.kernels += schedule.kernels.length;
+  totals.realizes++;
+  if (debugLevel() === 1) debugLog(`realize: ${schedule.kernels.length} kernels, arena ${plan.arenaBytes} B (naive ${plan.naiveBytes} B)`);
+  return result;
+}
+
+/** Copy host bytes into a fresh device buffer. */
+export function uploadBuffer(rt: Runtime, dtype: import('../dtype.js').DType, bytes: Uint8Array, numel: number): DeviceBuffer {
+  const buf = new DeviceBuffer(rt, dtype, numel);
+  if (bytes.byteLength !== numel * itemsize[dtype]) throw new Error(`upload: ${bytes.byteLength} bytes for ${numel} ${dtype}`);
+  rt.write(buf.mem, 0, bytes);
+  return buf;
+}
