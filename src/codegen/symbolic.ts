@@ -178,6 +178,32 @@ export function div(e: IExpr, d: number): IExpr {
   return add(q, divAtom(r, d));
 }
 
+/**
+ * Find g > 1 dividing d such that e = g·q + r with 0 <= r < g (r: the terms whose coefficients g does
+ * not divide, plus the constant's remainder). Then e//d == q//(d/g) and e%d == g·(q%(d/g)) + r.
+ */
+function splitByFactor(e: IExpr, d: number): { g: number; q: IExpr; r: IExpr } | undefined {
+  const l = linear(e);
+  const candidates = new Set<number>();
+  for (const [, [, coef]] of l.terms) {
+    const g = gcd(coef, d);
+    if (g > 1) candidates.add(g);
+  }
+  for (const g of [...candidates].sort((a, b) => b - a)) {
+    const q = new Map<string, [IExpr, number]>();
+    const r = new Map<string, [IExpr, number]>();
+    for (const [k, [a, coef]] of l.terms) {
+      if (coef % g === 0) q.set(k, [a, coef / g]);
+      else r.set(k, [a, coef]);
+    }
+    const cq = Math.floor(l.c / g);
+    const rest = build(r, l.c - cq * g);
+    const [lo, hi] = range(rest);
+    if (lo >= 0 && hi < g && q.size > 0) return { g, q: build(q, cq), r: rest };
+  }
+  return undefined;
+}
+
 function divAtom(r: IExpr, d: number): IExpr {
   if (d === 1) return r;
   const [lo, hi] = range(r);
@@ -188,6 +214,8 @@ function divAtom(r: IExpr, d: number): IExpr {
   g = gcd(g, l.c);
   if (g > 1) return divAtom(mul(r, 1 / g), d / g);
   if (r.k === 'div') return divAtom(r.a, r.d * d);
+  const split = splitByFactor(r, d);
+  if (split) return div(split.q, d / split.g);
   return { k: 'div', a: r, d, key: `(${r.key}//${d})` };
 }
 
@@ -211,6 +239,8 @@ export function mod(e: IExpr, d: number): IExpr {
   g = gcd(g, lr.c);
   if (g > 1) return mul(mod(mul(r, 1 / g), d / g), g);
   if (r.k === 'mod' && r.d % d === 0) return mod(r.a, d);
+  const split = splitByFactor(r, d);
+  if (split) return add(mul(mod(split.q, d / split.g), split.g), split.r);
   return { k: 'mod', a: r, d, key: `(${r.key}%${d})` };
 }
 
@@ -276,7 +306,8 @@ export function render(e: IExpr): string {
     case 'v':
       return e.name;
     case 'sum': {
-      const parts = e.terms.map(([a, coef]) => (coef === 1 ? render(a) : coef === -1 ? `-${render(a)}` : `${render(a)}*${coef}`));
+      const ordered = [...e.terms].sort((x, y) => Math.abs(y[1]) - Math.abs(x[1]));
+      const parts = ordered.map(([a, coef]) => (coef === 1 ? render(a) : coef === -1 ? `-${render(a)}` : `${render(a)}*${coef}`));
       if (e.c) parts.push(String(e.c));
       return parts.join('+').replace(/\+-/g, '-');
     }

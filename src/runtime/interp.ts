@@ -4,29 +4,28 @@ import type { Expr, KernelIR, Operand, Stmt } from '../codegen/ir.js';
 import { erf } from '../codegen/mathfn.js';
 import { uniform } from '../codegen/prng.js';
 import type { ICond, IExpr } from '../codegen/symbolic.js';
+import { canBeNegative } from '../codegen/symbolic.js';
 import { DeviceError } from '../errors.js';
 import type { Binding, CompiledKernel, DeviceLimits, DeviceMemory, Runtime } from './device.js';
 
 /**
- * The reference runtime: plain TypeScript that executes kernel IR, slow and exact. Every other backend
- * is tested against it. Each IR statement is turned once into a JavaScript closure (closure
- * compilation), so a launch walks no data structure; every ALU result is rounded to its dtype, as f32
- * hardware would.
+ * The reference runtime: executes kernel IR in plain JavaScript, exactly, on host memory. Every other
+ * backend is tested against it. Kernels are translated statement by statement into JavaScript source
+ * and compiled by the JavaScript engine, so a launch interprets no data structure and V8 optimises each
+ * kernel on its own (closures shared across kernels went megamorphic and ran 5x slower).
  */
 
 interface HostMemory extends DeviceMemory {
   readonly data: ArrayBuffer;
 }
 
-type Slots = Float64Array;
-type Vars = Float64Array;
 type Views = AnyTypedArray[];
-type Run = (s: Slots, v: Vars, b: Views, sc: Uint32Array) => void;
-type Index = (v: Vars) => number;
+type Run = (b: Views, sc: Uint32Array) => void;
 
 interface InterpKernel extends CompiledKernel {
   readonly run: Run;
-  readonly varCount: number;
+  /** The JavaScript the kernel was translated to (printed by `TESSERA_DEBUG=3` users on request). */
+  readonly source: string;
 }
 
 function viewFor(dtype: DType, mem: HostMemory, byteOffset: number, numel: number): AnyTypedArray {
@@ -46,249 +45,169 @@ function viewFor(dtype: DType, mem: HostMemory, byteOffset: number, numel: numbe
   }
 }
 
-function compileIndex(e: IExpr, slot: (name: string) => number): Index {
+/** Index expressions with floor semantics for `//` and `%`. */
+function idx(e: IExpr): string {
   switch (e.k) {
-    case 'c': {
-      const c = e.v;
-      return () => c;
-    }
-    case 'v': {
-      const s = slot(e.name);
-      return (v) => v[s]!;
-    }
+    case 'c':
+      return String(e.v);
+    case 'v':
+      return e.name;
     case 'sum': {
-      const c = e.c;
-      const fns = e.terms.map(([a]) => compileIndex(a, slot));
-      const coefs = e.terms.map(([, k]) => k);
-      if (e.terms.every(([a]) => a.k === 'v')) {
-        const slots = e.terms.map(([a]) => slot((a as { name: string }).name));
-        if (slots.length === 1) {
-          const [s0] = slots as [number];
-          const [k0] = coefs as [number];
-          return (v) => c + v[s0]! * k0;
-        }
-        if (slots.length === 2) {
-          const [s0, s1] = slots as [number, number];
-          const [k0, k1] = coefs as [number, number];
-          return (v) => c + v[s0]! * k0 + v[s1]! * k1;
-        }
-        return (v) => {
-          let acc = c;
-          for (let i = 0; i < slots.length; i++) acc += v[slots[i]!]! * coefs[i]!;
-          return acc;
-        };
-      }
-      return (v) => {
-        let acc = c;
-        for (let i = 0; i < fns.length; i++) acc += fns[i]!(v) * coefs[i]!;
-        return acc;
-      };
+      const parts = e.terms.map(([a, k]) => (k === 1 ? idx(a) : `${idx(a)}*${k}`));
+      if (e.c) parts.push(String(e.c));
+      return `(${parts.join('+')})`;
     }
-    case 'div': {
-      const a = compileIndex(e.a, slot);
-      const d = e.d;
-      return (v) => Math.floor(a(v) / d);
-    }
-    case 'mod': {
-      const a = compileIndex(e.a, slot);
-      const d = e.d;
-      return (v) => {
-        const x = a(v) % d;
-        return x < 0 ? x + d : x;
-      };
-    }
+    case 'div':
+      return `Math.floor(${idx(e.a)}/${e.d})`;
+    case 'mod':
+      return canBeNegative(e.a) ? `((${idx(e.a)}%${e.d}+${e.d})%${e.d})` : `(${idx(e.a)}%${e.d})`;
   }
 }
 
-function compileConds(conds: readonly ICond[], slot: (name: string) => number): (v: Vars) => boolean {
-  const fns = conds.map((c) => [compileIndex(c.e, slot), c.lo, c.hi] as const);
-  return (v) => {
-    for (const [f, lo, hi] of fns) {
-      const x = f(v);
-      if (x < lo || x >= hi) return false;
-    }
-    return true;
-  };
+function conds(cs: readonly ICond[]): string {
+  return cs.map((c) => `(${c.lo}<=${idx(c.e)}&&${idx(c.e)}<${c.hi})`).join('&&');
 }
 
-/** Rounds a freshly computed number to `d`, the way hardware of that type would store it. */
-function rounder(d: DType): (x: number) => number {
-  if (d === 'f32') return Math.fround;
-  return (x) => roundTo(d, x);
-}
-
-function reader(d: DType): (arr: AnyTypedArray, i: number) => number {
-  if (d === 'f16') return (a, i) => f16BitsToF32(a[i]!);
-  if (d === 'bf16') return (a, i) => bf16BitsToF32(a[i]!);
-  return (a, i) => a[i]!;
-}
-
-function writer(d: DType): (arr: AnyTypedArray, i: number, x: number) => void {
-  if (d === 'f16') return (a, i, x) => (a[i] = f32ToF16Bits(x));
-  if (d === 'bf16') return (a, i, x) => (a[i] = f32ToBf16Bits(x));
-  if (d === 'f32') return (a, i, x) => (a[i] = x);
-  if (d === 'bool') return (a, i, x) => (a[i] = x !== 0 ? 1 : 0);
-  return (a, i, x) => (a[i] = roundTo(d, x));
-}
-
-function unaryFn(op: string, d: DType): (x: number) => number {
-  const r = rounder(d);
-  switch (op) {
-    case 'NEG':
-      return (x) => r(-x);
-    case 'RECIP':
-      return (x) => r(1 / x);
-    case 'EXP':
-      return (x) => r(Math.exp(x));
-    case 'LOG':
-      return (x) => r(Math.log(x));
-    case 'SQRT':
-      return (x) => r(Math.sqrt(x));
-    case 'SIN':
-      return (x) => r(Math.sin(x));
-    case 'COS':
-      return (x) => r(Math.cos(x));
-    case 'TANH':
-      return (x) => r(Math.tanh(x));
-    case 'ERF':
-      return (x) => r(erf(x));
+/** Wrap a freshly computed number so it is rounded to `d`, as hardware of that type stores it. */
+function round(d: DType, x: string): string {
+  switch (d) {
+    case 'f32':
+      return `fr(${x})`;
+    case 'f16':
+    case 'bf16':
+    case 'i8':
+    case 'u8':
+      return `R.${d}(${x})`;
+    case 'i32':
+      return `((${x})|0)`;
+    case 'bool':
+      return `((${x})!==0?1:0)`;
   }
-  throw new DeviceError(`interp: unknown unary op ${op}`);
 }
 
-function binaryFn(op: string, d: DType): (a: number, b: number) => number {
-  const r = rounder(d);
-  switch (op) {
-    case 'ADD':
-      return (a, b) => r(a + b);
-    case 'MUL':
-      return d === 'i32' ? (a, b) => Math.imul(a, b) : (a, b) => r(a * b);
-    case 'MAX':
-      return (a, b) => (a > b || Number.isNaN(a) ? a : b);
-    case 'CMPLT':
-      return (a, b) => (a < b ? 1 : 0);
-    case 'CMPEQ':
-      return (a, b) => (a === b ? 1 : 0);
-  }
-  throw new DeviceError(`interp: unknown binary op ${op}`);
-}
+const UNARY_JS: Record<string, (a: string) => string> = {
+  NEG: (a) => `-${a}`,
+  RECIP: (a) => `1/${a}`,
+  EXP: (a) => `Math.exp(${a})`,
+  LOG: (a) => `Math.log(${a})`,
+  SQRT: (a) => `Math.sqrt(${a})`,
+  SIN: (a) => `Math.sin(${a})`,
+  COS: (a) => `Math.cos(${a})`,
+  TANH: (a) => `Math.tanh(${a})`,
+  ERF: (a) => `erf(${a})`,
+};
 
-function compileKernel(ir: KernelIR): InterpKernel {
-  const varSlots = new Map<string, number>();
-  const slot = (name: string) => {
-    let s = varSlots.get(name);
-    if (s === undefined) varSlots.set(name, (s = varSlots.size));
-    return s;
+/**
+ * Translate kernel IR to JavaScript, one line per IR statement, and let the JavaScript engine compile
+ * it. Each SSA value becomes a `const`, each accumulator a `let`, each loop a `for`; every ALU result is
+ * rounded to its dtype (`Math.fround` for f32), so results match f32 hardware bit for bit wherever the
+ * operation is correctly rounded.
+ */
+export function translateKernel(ir: KernelIR): string {
+  const lines: string[] = [];
+  ir.params.forEach((p, i) => lines.push(`const b${i} = B[${i}];`));
+  const opnd = (o: Operand) => (o.k === 'ref' ? `v${o.id}` : Number.isNaN(o.v) ? 'NaN' : o.v === Infinity ? 'Infinity' : o.v === -Infinity ? '-Infinity' : Object.is(o.v, -0) ? '-0' : String(o.v));
+  const load = (param: number, at: string) => {
+    const d = ir.params[param]!.dtype;
+    return d === 'f16' ? `h2f(b${param}[${at}])` : d === 'bf16' ? `bh2f(b${param}[${at}])` : `b${param}[${at}]`;
   };
-  const operand = (o: Operand): ((s: Slots) => number) => {
-    if (o.k === 'const') {
-      const c = o.v;
-      return () => c;
-    }
-    const id = o.id;
-    return (s) => s[id]!;
-  };
-
-  const compileExpr = (id: number, d: DType, e: Expr): Run => {
+  const expr = (d: DType, e: Expr): string => {
     switch (e.k) {
       case 'load': {
-        const p = e.param;
-        const read = reader(ir.params[p]!.dtype);
-        const idx = compileIndex(e.idx, slot);
-        if (e.valid.length === 0) return (s, v, b) => void (s[id] = read(b[p]!, idx(v)));
-        const ok = compileConds(e.valid, slot);
-        return (s, v, b) => void (s[id] = ok(v) ? read(b[p]!, idx(v)) : 0);
+        const l = load(e.param, idx(e.idx));
+        return e.valid.length ? `(${conds(e.valid)} ? ${l} : 0)` : l;
       }
-      case 'cast': {
-        const src = operand(e.src);
-        const r = rounder(d);
-        if (d === 'bool') return (s) => void (s[id] = src(s) !== 0 ? 1 : 0);
-        return (s) => void (s[id] = r(src(s)));
-      }
-      case 'index': {
-        const idx = compileIndex(e.idx, slot);
-        const { start, step } = e;
-        const r = rounder(d);
-        return (s, v) => void (s[id] = r(start + idx(v) * step));
-      }
-      case 'rand': {
-        const idx = compileIndex(e.idx, slot);
-        const k = e.scalar;
-        return (s, v, _b, sc) => void (s[id] = uniform(sc[k]!, sc[k + 1]!, idx(v)));
-      }
-      case 'valid': {
-        const ok = compileConds(e.conds, slot);
-        return (s, v) => void (s[id] = ok(v) ? 1 : 0);
-      }
+      case 'cast':
+        return round(d, opnd(e.src));
+      case 'index':
+        return round(d, `${e.start} + ${idx(e.idx)}*${e.step}`);
+      case 'rand':
+        return `uniform(S[${e.scalar}], S[${e.scalar + 1}], ${idx(e.idx)})`;
+      case 'valid':
+        return `(${conds(e.conds)} ? 1 : 0)`;
       case 'alu': {
-        if (e.op === 'WHERE') {
-          const [c, a, b] = e.src.map(operand) as [(s: Slots) => number, (s: Slots) => number, (s: Slots) => number];
-          return (s) => void (s[id] = c(s) !== 0 ? a(s) : b(s));
-        }
-        if (e.src.length === 1) {
-          const f = unaryFn(e.op, d);
-          const a = operand(e.src[0]!);
-          return (s) => void (s[id] = f(a(s)));
-        }
-        const f = binaryFn(e.op, d);
-        const [a, b] = e.src.map(operand) as [(s: Slots) => number, (s: Slots) => number];
-        return (s) => void (s[id] = f(a(s), b(s)));
-      }
-    }
-  };
-
-  const compileBlock = (stmts: readonly Stmt[]): Run => {
-    const fns = stmts.map(compileStmt);
-    if (fns.length === 1) return fns[0]!;
-    return (s, v, b, sc) => {
-      for (let i = 0; i < fns.length; i++) fns[i]!(s, v, b, sc);
-    };
-  };
-
-  const compileStmt = (st: Stmt): Run => {
-    switch (st.k) {
-      case 'loop': {
-        const vs = slot(st.v.name);
-        const n = st.v.max + 1;
-        const body = compileBlock(st.body);
-        return (s, v, b, sc) => {
-          for (let i = 0; i < n; i++) {
-            v[vs] = i;
-            body(s, v, b, sc);
+        const [a, b, c] = e.src.map(opnd) as [string, string, string];
+        switch (e.op) {
+          case 'WHERE':
+            return `(${a} !== 0 ? ${b} : ${c})`;
+          case 'ADD':
+            return round(d, `${a} + ${b}`);
+          case 'MUL':
+            return d === 'i32' ? `Math.imul(${a}, ${b})` : round(d, `${a} * ${b}`);
+          case 'MAX':
+            return `(${a} > ${b} || ${a} !== ${a} ? ${a} : ${b})`;
+          case 'CMPLT':
+            return `(${a} < ${b} ? 1 : 0)`;
+          case 'CMPEQ':
+            return `(${a} === ${b} ? 1 : 0)`;
+          default: {
+            const f = UNARY_JS[e.op];
+            if (!f) throw new DeviceError(`interp: no translation for ${e.op}`);
+            return round(d, f(`(${a})`));
           }
-        };
-      }
-      case 'let':
-        return compileExpr(st.id, st.dtype, st.expr);
-      case 'acc': {
-        const { id, init } = st;
-        return (s) => void (s[id] = init);
-      }
-      case 'update': {
-        const { id } = st;
-        const val = operand(st.value);
-        const r = rounder(ir.valueTypes[id]!);
-        if (st.op === 'SUM') return (s) => void (s[id] = r(s[id]! + val(s)));
-        return (s) => {
-          const x = val(s);
-          if (x > s[id]! || Number.isNaN(x)) s[id] = x;
-        };
-      }
-      case 'store': {
-        const p = st.param;
-        const write = writer(ir.params[p]!.dtype);
-        const idx = compileIndex(st.idx, slot);
-        const val = operand(st.value);
-        return (s, v, b) => write(b[p]!, idx(v), val(s));
+        }
       }
     }
   };
-
-  const run = compileBlock(ir.body);
-  return { ir, run, varCount: Math.max(1, varSlots.size) };
+  const store = (param: number, at: string, v: string) => {
+    const d = ir.params[param]!.dtype;
+    if (d === 'f16') return `b${param}[${at}] = f2h(${v});`;
+    if (d === 'bf16') return `b${param}[${at}] = f2bh(${v});`;
+    if (d === 'bool') return `b${param}[${at}] = ${v} !== 0 ? 1 : 0;`;
+    return `b${param}[${at}] = ${v};`;
+  };
+  const walk = (stmts: readonly Stmt[], ind: string) => {
+    for (const st of stmts) {
+      switch (st.k) {
+        case 'loop':
+          lines.push(`${ind}for (let ${st.v.name} = 0; ${st.v.name} < ${st.v.max + 1}; ${st.v.name}++) {`);
+          walk(st.body, ind + '  ');
+          lines.push(`${ind}}`);
+          break;
+        case 'let':
+          lines.push(`${ind}const v${st.id} = ${expr(st.dtype, st.expr)};`);
+          break;
+        case 'acc':
+          lines.push(`${ind}let v${st.id} = ${opnd({ k: 'const', v: st.init })};`);
+          break;
+        case 'update': {
+          const a = `v${st.id}`;
+          const v = opnd(st.value);
+          const d = ir.valueTypes[st.id]!;
+          if (st.op === 'SUM') lines.push(`${ind}${a} = ${d === 'i32' ? `(${a} + ${v})|0` : round(d, `${a} + ${v}`)};`);
+          else lines.push(`${ind}if (${v} > ${a} || ${v} !== ${v}) ${a} = ${v};`);
+          break;
+        }
+        case 'store':
+          lines.push(ind + store(st.param, idx(st.idx), opnd(st.value)));
+          break;
+      }
+    }
+  };
+  walk(ir.body, '');
+  return lines.join('\n');
 }
 
-/** The interpreter device: host memory, closure-compiled kernels. */
+const helpers = {
+  fr: Math.fround,
+  R: { f16: (x: number) => roundTo('f16', x), bf16: (x: number) => roundTo('bf16', x), i8: (x: number) => roundTo('i8', x), u8: (x: number) => roundTo('u8', x) },
+  h2f: f16BitsToF32,
+  bh2f: bf16BitsToF32,
+  f2h: f32ToF16Bits,
+  f2bh: f32ToBf16Bits,
+  erf,
+  uniform,
+};
+
+function compileKernel(ir: KernelIR): InterpKernel {
+  const source = translateKernel(ir);
+  const names = Object.keys(helpers);
+  const factory = new Function(...names, `return function ${ir.name}(B, S) {\n${source}\n};`) as (...h: unknown[]) => Run;
+  const run = factory(...names.map((n) => helpers[n as keyof typeof helpers]));
+  return { ir, run, source };
+}
+
+/** The interpreter device: host memory, kernels translated to JavaScript. */
 export class InterpRuntime implements Runtime {
   readonly name = 'interp';
   readonly synchronous = true;
@@ -335,7 +254,7 @@ export class InterpRuntime implements Runtime {
       }
       return viewFor(p.dtype, b.mem as HostMemory, b.byteOffset, p.numel);
     });
-    k.run(new Float64Array(Math.max(1, ir.valueCount)), new Float64Array(k.varCount), views, scalars);
+    k.run(views, scalars);
   }
   async synchronize(): Promise<void> {}
   fingerprint(): string {

@@ -363,7 +363,10 @@ export class Tensor {
   _make(node: LazyNode, ...inputs: Tensor[]): Tensor {
     const anyGrad = inputs.some((t) => t.requiresGrad) || this.requiresGrad;
     if (anyGrad && !isGradEnabled()) node = detachNode(node);
-    return new Tensor(node, this.device, anyGrad && isGradEnabled() && isFloat(node.dtype));
+    const out = new Tensor(node, this.device);
+    // Not a leaf: gradients flow through it to the leaves, so no registration.
+    out._requiresGrad = anyGrad && isGradEnabled() && isFloat(node.dtype);
+    return out;
   }
 
   private toTensor(x: TensorLike, dtype: DType): Tensor {
