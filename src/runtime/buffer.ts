@@ -48,7 +48,10 @@ export class DeviceBuffer {
 
   assertLive(what: string): void {
     if (this.freed) {
-      throw new DisposedError(`cannot ${what} a tensor whose buffer was freed by dispose() (buffer #${this.id}, ${this.dtype}[${this.numel}])`);
+      throw new DisposedError(
+        `cannot ${what} a tensor whose buffer was freed (buffer #${this.id}, ${this.dtype}[${this.numel}]): it was disposed, ` +
+          `or replaced by assign() after a lazy computation that reads it was built; realize such computations before changing their inputs`,
+      );
     }
   }
 }
