@@ -12,8 +12,8 @@ export class TesseraError extends Error {
 export class ShapeError extends TesseraError {}
 /** An operation that does not accept the tensor's dtype, or an unknown dtype name. */
 export class DTypeError extends TesseraError {}
-/** A dimension index outside the tensor's rank, or another argument outside its valid range. */
-export class RangeError_ extends TesseraError {}
+/** A dimension index outside the tensor's rank, or an index outside an axis. */
+export class DimError extends TesseraError {}
 /** Reading or computing with a tensor whose buffer was freed by `dispose()`. */
 export class DisposedError extends TesseraError {}
 /** Misuse of autodiff: `backward()` on a non-scalar without a gradient, a graph without gradients. */
@@ -24,5 +24,3 @@ export class DeviceError extends TesseraError {}
 export class FormatError extends TesseraError {}
 /** A user-supplied argument of the right type but an invalid value (negative sizes, bad options). */
 export class ValueError extends TesseraError {}
-
-export { RangeError_ as DimError };

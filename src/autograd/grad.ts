@@ -10,7 +10,6 @@ import {
   reduceNode,
   reshapeNode,
   shrinkNode,
-  toposort,
   unaryNode,
   whereNode,
 } from '../graph/node.js';
@@ -132,23 +131,58 @@ function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
   }
 }
 
+// Realized buffers of non-leaf tensors that require grad, mapped to the graph that computed them.
+const origins = new WeakMap<LazyNode, LazyNode>();
+
+/** Remember that `buffer` holds the value of `graph`, so gradients can flow through it. */
+export function recordOrigin(buffer: LazyNode, graph: LazyNode): void {
+  origins.set(buffer, graph);
+}
+
+/** Sources for differentiation: a realized buffer with a recorded origin stands for its graph. */
+function diffSources(n: LazyNode): readonly LazyNode[] {
+  const o = n.op === 'BUFFER' ? origins.get(n) : undefined;
+  return o ? [o] : n.src;
+}
+
+/** Nodes gradients can reach from `root` (through recorded origins), sources first. */
+export function diffToposort(root: LazyNode): LazyNode[] {
+  const seen = new Set<LazyNode>();
+  const order: LazyNode[] = [];
+  const stack: [LazyNode, boolean][] = [[root, false]];
+  while (stack.length) {
+    const [n, done] = stack.pop()!;
+    if (done) {
+      order.push(n);
+      continue;
+    }
+    if (seen.has(n)) continue;
+    seen.add(n);
+    stack.push([n, true]);
+    for (const s of diffSources(n)) if (!seen.has(s)) stack.push([s, false]);
+  }
+  return order;
+}
+
 /**
  * Gradients of `root` with respect to each node in `targets`, seeded with `rootGrad`. Only nodes on a
  * path from a target to the root are differentiated.
  */
 export function gradients(root: LazyNode, rootGrad: LazyNode, targets: ReadonlySet<LazyNode>): Map<LazyNode, LazyNode> {
-  const order = toposort([root]);
+  const order = diffToposort(root);
   const onPath = new Set<LazyNode>();
   for (const n of order) {
-    if (targets.has(n) || (n.op !== 'DETACH' && n.src.some((s) => onPath.has(s)))) onPath.add(n);
+    if (targets.has(n) || (n.op !== 'DETACH' && diffSources(n).some((s) => onPath.has(s)))) onPath.add(n);
   }
   const grads = new Map<LazyNode, LazyNode>([[root, rootGrad]]);
   for (let i = order.length - 1; i >= 0; i--) {
     const n = order[i]!;
     const g = grads.get(n);
-    if (!g || !onPath.has(n) || n.src.length === 0) continue;
-    const contributions = rule(n, g);
-    n.src.forEach((s, j) => {
+    if (!g || !onPath.has(n) || targets.has(n)) continue;
+    const srcs = diffSources(n);
+    if (srcs.length === 0) continue;
+    const contributions = n.op === 'BUFFER' ? [g] : rule(n, g);
+    srcs.forEach((s, j) => {
       const d = contributions[j];
       if (!d || !onPath.has(s)) return;
       const prev = grads.get(s);

@@ -1,4 +1,5 @@
 import type { DType } from '../dtype.js';
+import { roundTo } from '../dtype.js';
 import { ShapeError } from '../errors.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
 import type { Op, ReduceOp } from './ops.js';
@@ -41,7 +42,8 @@ export class LazyNode {
 
   get buffer(): DeviceBuffer {
     if (this.op !== 'BUFFER') throw new Error(`node ${this.op} has no buffer`);
-    return this.arg as DeviceBuffer;
+    const a = this.arg as DeviceBuffer | { buf: DeviceBuffer };
+    return 'buf' in a ? a.buf : a;
   }
 
   toString(): string {
@@ -64,7 +66,10 @@ const cleanup = new FinalizationRegistry<string>((key) => {
 
 function argKey(op: Op, arg: unknown): string {
   if (arg === undefined) return '';
-  if (op === 'BUFFER') return `b${(arg as DeviceBuffer).id}`;
+  if (op === 'BUFFER') {
+    const a = arg as DeviceBuffer | { buf: DeviceBuffer; alias: number };
+    return 'alias' in a ? `b${a.buf.id}~${a.alias}` : `b${a.id}`;
+  }
   if (op === 'CONST') return Object.is(arg, -0) ? '-0' : String(arg);
   return JSON.stringify(arg);
 }
@@ -87,13 +92,24 @@ function sameShape(a: Shape, b: Shape): boolean {
 // Constructors. Each checks its invariants; the Tensor layer does broadcasting and user-facing errors.
 // ---------------------------------------------------------------------------------------------
 
-export function bufferNode(buf: DeviceBuffer, shape: Shape): LazyNode {
+/**
+ * A realized buffer viewed with `shape`. `alias` gives a second identity to the same buffer (a
+ * `detach()`ed tensor must be a different graph node from its source, or gradients would reach it).
+ */
+export function bufferNode(buf: DeviceBuffer, shape: Shape, alias = 0): LazyNode {
   if (numel(shape) !== buf.numel) throw new ShapeError(`buffer of ${buf.numel} elements cannot have shape [${shape}]`);
-  return make('BUFFER', buf.dtype, shape, [], buf);
+  return make('BUFFER', buf.dtype, shape, [], alias ? { buf, alias } : buf);
 }
 
+let nextAlias = 1;
+/** A fresh alias number for `bufferNode`. */
+export function newAlias(): number {
+  return nextAlias++;
+}
+
+/** A constant; the value is rounded to `dtype` first, so it computes as it would read back. */
 export function constNode(value: number, dtype: DType, shape: Shape): LazyNode {
-  return make('CONST', dtype, shape, [], value);
+  return make('CONST', dtype, shape, [], roundTo(dtype, value));
 }
 
 export function arangeNode(n: number, start: number, step: number, dtype: DType): LazyNode {

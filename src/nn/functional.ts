@@ -26,7 +26,8 @@ function isIntDType(t: Tensor): boolean {
 }
 
 function requireFloat(what: string, name: string, t: Tensor): void {
-  if (!isFloat(t.dtype)) throw new DTypeError(`${what}: ${name} must be a floating-point tensor, got ${t.dtype}[${t.shape}]`);
+  if (!isFloat(t.dtype))
+    throw new DTypeError(`${what}: ${name} must be a floating-point tensor, got ${t.dtype}[${t.shape}]`);
 }
 
 function checkReduction(what: string, r: unknown): Reduction {
@@ -57,26 +58,32 @@ export function crossEntropy(logits: Tensor, target: Tensor, opts: CrossEntropyO
   const eps = opts.labelSmoothing ?? 0;
   const reduction = checkReduction('crossEntropy', opts.reduction ?? 'mean');
   requireFloat('crossEntropy', 'logits', logits);
-  if (!isIntDType(target)) throw new DTypeError(`crossEntropy: target must be an integer tensor of class indices, got ${target.dtype}[${target.shape}]`);
-  if (logits.ndim < 1) throw new ShapeError(`crossEntropy: logits need a class axis, got shape [${logits.shape}]`);
+  if (!isIntDType(target))
+    throw new DTypeError(
+      `crossEntropy: target must be an integer tensor of class indices, got ${target.dtype}[${target.shape}]`,
+    );
+  if (logits.ndim < 1)
+    throw new ShapeError(`crossEntropy: logits need a class axis, got shape [${logits.shape}]`);
   const C = logits.shape[logits.ndim - 1]!;
   const lead = logits.shape.slice(0, -1);
   if (target.shape.join() !== lead.join() || target.ndim !== lead.length) {
-    throw new ShapeError(`crossEntropy: target of shape [${target.shape}] does not match logits of shape [${logits.shape}] (expected target shape [${lead}], classes on the last axis)`);
+    throw new ShapeError(
+      `crossEntropy: target of shape [${target.shape}] does not match logits of shape [${logits.shape}] (expected target shape [${lead}], classes on the last axis)`,
+    );
   }
-  if (!(eps >= 0 && eps <= 1)) throw new ValueError(`crossEntropy: labelSmoothing must be in [0, 1], got ${eps}`);
-  if (!Number.isInteger(ignoreIndex)) throw new ValueError(`crossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
+  if (!(eps >= 0 && eps <= 1))
+    throw new ValueError(`crossEntropy: labelSmoothing must be in [0, 1], got ${eps}`);
+  if (!Number.isInteger(ignoreIndex))
+    throw new ValueError(`crossEntropy: ignoreIndex must be an integer, got ${ignoreIndex}`);
 
   const logp = logits.logSoftmax(-1);
   const tgt = target.cast('i32');
   const valid = tgt.ne(ignoreIndex); // bool [...]
-  // oneHot of an ignored (or out-of-range) index is all false, so its NLL term vanishes by itself.
-  const picked = logp.mul(oneHot(tgt, C).cast(logp.dtype)).sum(-1); // log p[target]
+  const picked = logp.mul(oneHot(tgt, C).cast(logp.dtype)).sum(-1); // log p[target] (0 out of range)
   let perElem = picked.neg();
-  if (eps > 0) {
-    const smooth = where(valid, logp.mean(-1).neg(), 0); // mean_c(-log p[c]), zero where ignored
-    perElem = perElem.mul(1 - eps).add(smooth.mul(eps));
-  }
+  if (eps > 0) perElem = perElem.mul(1 - eps).add(logp.mean(-1).neg().mul(eps)); // + ε·mean_c(-log p[c])
+  // ignoreIndex may be a valid class (e.g. 0), so mask explicitly.
+  perElem = where(valid, perElem, 0);
   if (reduction === 'none') return perElem;
   const total = perElem.sum();
   if (reduction === 'sum') return total;
@@ -88,7 +95,9 @@ export function mseLoss(input: Tensor, target: Tensor, opts: { reduction?: Reduc
   const reduction = checkReduction('mseLoss', opts.reduction ?? 'mean');
   requireFloat('mseLoss', 'input', input);
   if (input.shape.join() !== target.shape.join() || input.ndim !== target.ndim) {
-    throw new ShapeError(`mseLoss: input of shape [${input.shape}] and target of shape [${target.shape}] differ`);
+    throw new ShapeError(
+      `mseLoss: input of shape [${input.shape}] and target of shape [${target.shape}] differ`,
+    );
   }
   const d = input.sub(target);
   const sq = d.mul(d);
@@ -105,12 +114,19 @@ function normAxes(what: string, x: Tensor, normalizedShape: number | readonly nu
   return ns.map((_, i) => x.ndim - ns.length + i);
 }
 
-function checkAffine(what: string, name: string, p: Tensor | undefined, ns: readonly number[], x: Tensor): void {
+function checkAffine(
+  what: string,
+  name: string,
+  p: Tensor | undefined,
+  ns: readonly number[],
+  x: Tensor,
+): void {
   if (!p) return;
   if (p.shape.join() !== ns.join() || p.ndim !== ns.length) {
     throw new ShapeError(`${what}: ${name} has shape [${p.shape}], expected normalizedShape [${ns}]`);
   }
-  if (p.dtype !== x.dtype) throw new DTypeError(`${what}: ${name} has dtype ${p.dtype}, input has ${x.dtype}`);
+  if (p.dtype !== x.dtype)
+    throw new DTypeError(`${what}: ${name} has dtype ${p.dtype}, input has ${x.dtype}`);
 }
 
 /**
@@ -120,7 +136,13 @@ function checkAffine(what: string, name: string, p: Tensor | undefined, ns: read
  * @throws ShapeError if `x` does not end with `normalizedShape` or weight/bias have another shape.
  * @throws DTypeError if `x` is not floating point or weight/bias differ from its dtype.
  */
-export function layerNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor, bias?: Tensor, eps = 1e-5): Tensor {
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: number | readonly number[],
+  weight?: Tensor,
+  bias?: Tensor,
+  eps = 1e-5,
+): Tensor {
   requireFloat('layerNorm', 'input', x);
   const axes = normAxes('layerNorm', x, normalizedShape);
   const ns = axes.map((a) => x.shape[a]!);
@@ -141,7 +163,12 @@ export function layerNorm(x: Tensor, normalizedShape: number | readonly number[]
  *
  * @throws ShapeError / DTypeError as {@link layerNorm}.
  */
-export function rmsNorm(x: Tensor, normalizedShape: number | readonly number[], weight?: Tensor, eps = 1e-6): Tensor {
+export function rmsNorm(
+  x: Tensor,
+  normalizedShape: number | readonly number[],
+  weight?: Tensor,
+  eps = 1e-6,
+): Tensor {
   requireFloat('rmsNorm', 'input', x);
   const axes = normAxes('rmsNorm', x, normalizedShape);
   const ns = axes.map((a) => x.shape[a]!);
@@ -174,9 +201,13 @@ export function dropout(x: Tensor, p: number, training = true): Tensor {
  * @throws ShapeError if `weight` is not 2-d.
  */
 export function embedding(indices: Tensor, weight: Tensor): Tensor {
-  if (!isIntDType(indices)) throw new DTypeError(`embedding: indices must be an integer tensor, got ${indices.dtype}[${indices.shape}]`);
+  if (!isIntDType(indices))
+    throw new DTypeError(
+      `embedding: indices must be an integer tensor, got ${indices.dtype}[${indices.shape}]`,
+    );
   requireFloat('embedding', 'weight', weight);
-  if (weight.ndim !== 2) throw new ShapeError(`embedding: weight must be 2-d [numEmbeddings, dim], got shape [${weight.shape}]`);
+  if (weight.ndim !== 2)
+    throw new ShapeError(`embedding: weight must be 2-d [numEmbeddings, dim], got shape [${weight.shape}]`);
   const V = weight.shape[0]!;
   return oneHot(indices, V).cast(weight.dtype).matmul(weight);
 }
@@ -189,13 +220,18 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
  * @throws DTypeError if `x` and `weight` dtypes differ.
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  if (weight.ndim !== 2) throw new ShapeError(`linear: weight must be 2-d [out, in], got shape [${weight.shape}]`);
+  if (weight.ndim !== 2)
+    throw new ShapeError(`linear: weight must be 2-d [out, in], got shape [${weight.shape}]`);
   const [out, inF] = weight.shape as [number, number];
   if (x.ndim < 1 || x.shape[x.ndim - 1] !== inF) {
-    throw new ShapeError(`linear: input of shape [${x.shape}] does not end with in_features ${inF} of weight [${weight.shape}]`);
+    throw new ShapeError(
+      `linear: input of shape [${x.shape}] does not end with in_features ${inF} of weight [${weight.shape}]`,
+    );
   }
-  if (x.dtype !== weight.dtype) throw new DTypeError(`linear: input dtype ${x.dtype} differs from weight dtype ${weight.dtype}`);
-  if (bias && (bias.ndim !== 1 || bias.shape[0] !== out)) throw new ShapeError(`linear: bias has shape [${bias.shape}], expected [${out}]`);
+  if (x.dtype !== weight.dtype)
+    throw new DTypeError(`linear: input dtype ${x.dtype} differs from weight dtype ${weight.dtype}`);
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== out))
+    throw new ShapeError(`linear: bias has shape [${bias.shape}], expected [${out}]`);
   return x.linear(weight, bias);
 }
 

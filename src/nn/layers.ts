@@ -9,12 +9,17 @@ import * as F from './functional.js';
 import { Module } from './module.js';
 
 function checkPositiveInt(what: string, name: string, v: number): void {
-  if (!Number.isInteger(v) || v <= 0) throw new ValueError(`${what}: ${name} must be a positive integer, got ${v}`);
+  if (!Number.isInteger(v) || v <= 0)
+    throw new ValueError(`${what}: ${name} must be a positive integer, got ${v}`);
 }
 
 /** Uniform samples in [-bound, bound), realized. */
 export function uniformInit(shape: readonly number[], bound: number, dtype: DType = 'f32'): Tensor {
-  return rand(shape).mul(2 * bound).sub(bound).cast(dtype).realize();
+  return rand(shape)
+    .mul(2 * bound)
+    .sub(bound)
+    .cast(dtype)
+    .realize();
 }
 
 /** Normal samples with mean 0 and standard deviation `std`, realized. */
@@ -26,6 +31,7 @@ export function normalInit(shape: readonly number[], std: number, dtype: DType =
 export interface LinearOptions {
   /** Learn an additive bias (default true). */
   bias?: boolean;
+  /** Parameter dtype (default f32). */
   dtype?: DType;
 }
 
@@ -48,9 +54,13 @@ export class Linear extends Module {
     const bound = 1 / Math.sqrt(inFeatures);
     const dtype = opts.dtype ?? 'f32';
     this.weight = this.registerParameter('weight', uniformInit([outFeatures, inFeatures], bound, dtype));
-    this.bias = (opts.bias ?? true) ? this.registerParameter('bias', uniformInit([outFeatures], bound, dtype)) : undefined;
+    this.bias =
+      (opts.bias ?? true)
+        ? this.registerParameter('bias', uniformInit([outFeatures], bound, dtype))
+        : undefined;
   }
 
+  /** `x` `[..., in]` → `[..., out]`. */
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
   }
@@ -60,6 +70,7 @@ export class Linear extends Module {
 export interface EmbeddingOptions {
   /** Standard deviation of the normal init (default 1, PyTorch's N(0, 1)). */
   std?: number;
+  /** Parameter dtype (default f32). */
   dtype?: DType;
 }
 
@@ -75,9 +86,13 @@ export class Embedding extends Module {
     super();
     checkPositiveInt('Embedding', 'numEmbeddings', numEmbeddings);
     checkPositiveInt('Embedding', 'embeddingDim', embeddingDim);
-    this.weight = this.registerParameter('weight', normalInit([numEmbeddings, embeddingDim], opts.std ?? 1, opts.dtype ?? 'f32'));
+    this.weight = this.registerParameter(
+      'weight',
+      normalInit([numEmbeddings, embeddingDim], opts.std ?? 1, opts.dtype ?? 'f32'),
+    );
   }
 
+  /** Integer `indices` `[...]` → `[..., embeddingDim]`. */
   forward(indices: Tensor): Tensor {
     return F.embedding(indices, this.weight);
   }
@@ -91,6 +106,7 @@ export interface NormOptions {
   elementwiseAffine?: boolean;
   /** LayerNorm only: learn the shift `bias` (default true; GPT configs with `bias: false` turn it off). */
   bias?: boolean;
+  /** Parameter dtype (default f32). */
   dtype?: DType;
 }
 
@@ -108,16 +124,23 @@ export class LayerNorm extends Module {
   readonly weight: Tensor | undefined;
   readonly bias: Tensor | undefined;
 
+  /** @throws ValueError for an empty shape or non-positive sizes. */
   constructor(normalizedShape: number | readonly number[], opts: NormOptions = {}) {
     super();
     this.normalizedShape = normShape('LayerNorm', normalizedShape);
     this.eps = opts.eps ?? 1e-5;
     const affine = opts.elementwiseAffine ?? true;
     const dtype = opts.dtype ?? 'f32';
-    this.weight = affine ? this.registerParameter('weight', ones(this.normalizedShape, { dtype })) : undefined;
-    this.bias = affine && (opts.bias ?? true) ? this.registerParameter('bias', zeros(this.normalizedShape, { dtype })) : undefined;
+    this.weight = affine
+      ? this.registerParameter('weight', ones(this.normalizedShape, { dtype }))
+      : undefined;
+    this.bias =
+      affine && (opts.bias ?? true)
+        ? this.registerParameter('bias', zeros(this.normalizedShape, { dtype }))
+        : undefined;
   }
 
+  /** Normalize `x` `[..., ...normalizedShape]`; same shape out. */
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
   }
@@ -129,13 +152,18 @@ export class RMSNorm extends Module {
   readonly eps: number;
   readonly weight: Tensor | undefined;
 
+  /** @throws ValueError for an empty shape or non-positive sizes. */
   constructor(normalizedShape: number | readonly number[], opts: NormOptions = {}) {
     super();
     this.normalizedShape = normShape('RMSNorm', normalizedShape);
     this.eps = opts.eps ?? 1e-6;
-    this.weight = (opts.elementwiseAffine ?? true) ? this.registerParameter('weight', ones(this.normalizedShape, { dtype: opts.dtype ?? 'f32' })) : undefined;
+    this.weight =
+      (opts.elementwiseAffine ?? true)
+        ? this.registerParameter('weight', ones(this.normalizedShape, { dtype: opts.dtype ?? 'f32' }))
+        : undefined;
   }
 
+  /** Normalize `x` `[..., ...normalizedShape]`; same shape out. */
   forward(x: Tensor): Tensor {
     return F.rmsNorm(x, this.normalizedShape, this.weight, this.eps);
   }
@@ -143,11 +171,13 @@ export class RMSNorm extends Module {
 
 /** Inverted dropout with probability `p`, active only in training mode. */
 export class Dropout extends Module {
+  /** @throws ValueError if `p` is outside [0, 1). */
   constructor(readonly p = 0.5) {
     super();
     if (!(p >= 0 && p < 1)) throw new ValueError(`Dropout: probability p must be in [0, 1), got ${p}`);
   }
 
+  /** Dropout in training mode, identity in eval mode. */
   forward(x: Tensor): Tensor {
     return F.dropout(x, this.p, this.training);
   }
@@ -155,10 +185,12 @@ export class Dropout extends Module {
 
 /** GELU activation; `approximate: 'tanh'` is GPT-2's form. */
 export class GELU extends Module {
+  /** @param approximate - `'tanh'` for GPT-2's approximation, `'none'` (default) for the exact erf form. */
   constructor(readonly approximate: 'none' | 'tanh' = 'none') {
     super();
   }
 
+  /** Elementwise GELU. */
   forward(x: Tensor): Tensor {
     return F.gelu(x, this.approximate);
   }

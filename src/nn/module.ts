@@ -20,7 +20,9 @@ export interface LoadStateDictOptions {
 
 /** What {@link Module.loadStateDict} did not match (always empty in strict mode, which throws instead). */
 export interface LoadStateDictResult {
+  /** Keys of the module that the state dict lacks. */
   missingKeys: string[];
+  /** Keys of the state dict that the module lacks. */
   unexpectedKeys: string[];
 }
 
@@ -28,7 +30,9 @@ const NAME_RE = /^[A-Za-z0-9_]+$/;
 
 function checkName(what: string, name: string, taken: (n: string) => boolean): void {
   if (typeof name !== 'string' || !NAME_RE.test(name)) {
-    throw new ValueError(`${what}: name ${JSON.stringify(name)} must be non-empty and use only letters, digits and '_' (dots separate submodules)`);
+    throw new ValueError(
+      `${what}: name ${JSON.stringify(name)} must be non-empty and use only letters, digits and '_' (dots separate submodules)`,
+    );
   }
   if (taken(name)) throw new ValueError(`${what}: name '${name}' is already registered on this module`);
 }
@@ -39,7 +43,10 @@ function checkName(what: string, name: string, taken: (n: string) => boolean): v
  * @throws DTypeError if `t` is not floating point.
  */
 export function asParameter(t: Tensor): Tensor {
-  if (!isFloat(t.dtype)) throw new DTypeError(`parameter: only floating-point tensors can be parameters, got ${t.dtype}[${t.shape}]`);
+  if (!isFloat(t.dtype))
+    throw new DTypeError(
+      `parameter: only floating-point tensors can be parameters, got ${t.dtype}[${t.shape}]`,
+    );
   if (!t.isRealized) t.realize();
   t.requiresGrad = true;
   return t;
@@ -196,9 +203,14 @@ export class Module {
       if (src === undefined) continue;
       if (!(src instanceof Tensor)) throw new ValueError(`loadStateDict: value for '${k}' is not a Tensor`);
       if (src.shape.join() !== dst.shape.join() || src.ndim !== dst.ndim) {
-        throw new ShapeError(`loadStateDict: '${k}' has shape [${src.shape}] in the state dict, the module expects [${dst.shape}]`);
+        throw new ShapeError(
+          `loadStateDict: '${k}' has shape [${src.shape}] in the state dict, the module expects [${dst.shape}]`,
+        );
       }
-      if (src.dtype !== dst.dtype) throw new DTypeError(`loadStateDict: '${k}' has dtype ${src.dtype} in the state dict, the module expects ${dst.dtype}`);
+      if (src.dtype !== dst.dtype)
+        throw new DTypeError(
+          `loadStateDict: '${k}' has dtype ${src.dtype} in the state dict, the module expects ${dst.dtype}`,
+        );
       if (done.has(dst)) continue; // a tied tensor: load it once, from its first key
       done.add(dst);
       pairs.push([dst, src]);
@@ -221,6 +233,7 @@ export class Module {
 export class ModuleList<M extends Module = Module> extends Module implements Iterable<M> {
   private readonly items: M[] = [];
 
+  /** @param modules - initial modules, registered as `0`, `1`, ... */
   constructor(modules: Iterable<M> = []) {
     super();
     for (const m of modules) this.append(m);
@@ -237,14 +250,17 @@ export class ModuleList<M extends Module = Module> extends Module implements Ite
   at(i: number): M {
     const j = i < 0 ? i + this.items.length : i;
     const m = this.items[j];
-    if (m === undefined) throw new ValueError(`ModuleList: index ${i} is out of range for ${this.items.length} modules`);
+    if (m === undefined)
+      throw new ValueError(`ModuleList: index ${i} is out of range for ${this.items.length} modules`);
     return m;
   }
 
+  /** Number of modules. */
   get length(): number {
     return this.items.length;
   }
 
+  /** The modules in order. */
   [Symbol.iterator](): Iterator<M> {
     return this.items[Symbol.iterator]();
   }

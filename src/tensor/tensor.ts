@@ -1,4 +1,4 @@
-import { gradients } from '../autograd/grad.js';
+import { diffToposort, gradients, recordOrigin } from '../autograd/grad.js';
 import type { AnyTypedArray, DType } from '../dtype.js';
 import {
   allocStorage,
@@ -17,6 +17,7 @@ import {
   arangeNode,
   binaryNode,
   bufferNode,
+  newAlias,
   constNode,
   contiguousNode,
   detachNode,
@@ -37,7 +38,7 @@ import {
 import type { UnaryOp } from '../graph/ops.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
 import { getDefaultDevice, getRuntime } from '../runtime/registry.js';
-import { drawCounter, isGradEnabled, trackInScope } from './context.js';
+import { drawCounter, isGradEnabled, noGrad, trackInScope } from './context.js';
 import { realizeNodes, uploadBuffer } from './realize.js';
 
 /** Where and how a new tensor is made. */
@@ -61,7 +62,9 @@ export type HostArray = Float32Array | Int32Array | Int8Array | Uint8Array;
 
 // Tensors whose gradient `backward()` fills in, by their current graph node.
 const gradLeaves = new Map<LazyNode, WeakRef<Tensor>>();
-// Frees a tensor's buffer if the tensor is garbage-collected without dispose(): a safety net only.
+// Frees a tensor's buffer reference if it is garbage-collected without dispose(): a safety net only.
+// The registration targets the BUFFER node, not the tensor, so that a lazy graph still reading the
+// buffer (and therefore holding the node) keeps it alive after the tensor itself is gone.
 const finalizer = new FinalizationRegistry<DeviceBuffer>((buf) => buf.release());
 
 function normDim(dim: number, ndim: number, what = 'dim'): number {
@@ -116,7 +119,7 @@ export class Tensor {
     requiresGrad = false,
   ) {
     this._node = node;
-    if (node.op === 'BUFFER') finalizer.register(this, node.buffer, this);
+    if (node.op === 'BUFFER') finalizer.register(node, node.buffer, this);
     trackInScope(this);
     if (requiresGrad) this.requiresGrad = true;
   }
@@ -141,7 +144,7 @@ export class Tensor {
       old.buffer.release();
     }
     this._node = n;
-    if (n.op === 'BUFFER') finalizer.register(this, n.buffer, this);
+    if (n.op === 'BUFFER') finalizer.register(n, n.buffer, this);
     if (leaf) gradLeaves.set(n, new WeakRef(this));
   }
 
@@ -287,21 +290,28 @@ export class Tensor {
    * update parameters in place. The new value stays lazy until realized.
    */
   assign(value: Tensor | number): this {
+    // The value is computed now: a lazy value usually reads this tensor's current buffer
+    // (`p.assign(p.sub(g))`), which is released below.
     const v = typeof value === 'number' ? full(this.shape, value, { dtype: this.dtype, device: this.device }) : value;
     if (v.device !== this.device) throw new ValueError(`assign: value is on ${v.device}, tensor on ${this.device}`);
     if (v.shape.join() !== this.shape.join()) throw new ShapeError(`assign: value of shape [${v.shape}] into tensor of shape [${this.shape}]`);
     if (v.dtype !== this.dtype) throw new DTypeError(`assign: value of dtype ${v.dtype} into tensor of dtype ${this.dtype}`);
-    let n = v.node;
-    if (this.requiresGrad && n.op !== 'BUFFER') n = detachNode(n);
+    if (!v.isRealized) noGrad(() => realize(v));
+    const n = v.node;
     if (n === this._node) return this;
-    if (n.op === 'BUFFER') n.buffer.retain();
+    n.buffer.retain();
     this.setNode(n);
     return this;
   }
 
   /** @internal Point at a freshly computed buffer (ownership passes to this tensor). */
   _setRealized(buf: DeviceBuffer): void {
-    this.setNode(bufferNode(buf, this._node.shape));
+    const graph = this._node;
+    const node = bufferNode(buf, graph.shape);
+    // A non-leaf that requires grad keeps the graph it was computed from, so that a later backward()
+    // through its buffer still reaches the leaves (reading the loss before backward() is common).
+    if (this.requiresGrad && !gradLeaves.has(graph)) recordOrigin(node, graph);
+    this.setNode(node);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -311,7 +321,10 @@ export class Tensor {
   /** A tensor with the same value that does not require grad and stops gradients. */
   detach(): Tensor {
     const n = this.node;
-    if (n.op === 'BUFFER') n.buffer.retain();
+    if (n.op === 'BUFFER') {
+      // Same storage, new graph identity: gradients must not reach this tensor's source through it.
+      return new Tensor(bufferNode(n.buffer.retain(), n.shape, newAlias()), this.device, false);
+    }
     return new Tensor(detachNode(n), this.device, false);
   }
 
@@ -336,7 +349,7 @@ export class Tensor {
       seed = gradient.cast(this.dtype).node;
     }
     const leaves = new Map<LazyNode, Tensor>();
-    for (const n of toposort([this.node])) {
+    for (const n of diffToposort(this.node)) {
       const t = gradLeaves.get(n)?.deref();
       if (t && t.requiresGrad && !t.isDisposed) leaves.set(n, t);
     }
@@ -408,8 +421,11 @@ export class Tensor {
     return this.binary('ADD', other, 'add');
   }
   sub(other: TensorLike): Tensor {
-    if (typeof other === 'number') return this.add(-other);
-    return this.add(this.toTensor(other, this.dtype).neg());
+    if (typeof other === 'number' && this.dtype !== 'u8') return this.add(-other);
+    // Promote first: negating a u8 operand before promotion would wrap.
+    const dt = other instanceof Tensor ? promoteTypes(this.dtype, other.dtype) : promoteWithScalar(this.dtype, other);
+    if (dt === 'bool') throw new DTypeError(`sub: subtraction of bool tensors is not supported; use logicalXor-style ops or cast first`);
+    return this.cast(dt).add(this.toTensor(other, dt).cast(dt).neg());
   }
   mul(other: TensorLike): Tensor {
     return this.binary('MUL', other, 'mul');
@@ -461,8 +477,9 @@ export class Tensor {
   sigmoid(): Tensor {
     return this.neg().exp().add(1).reciprocal();
   }
+  /** max(x, 0); NaN stays NaN and the gradient at 0 is 0, as in PyTorch. */
   relu(): Tensor {
-    return where(this.gt(0), this, 0);
+    return where(this.lt(0).logicalOr(this.eq(0)), 0, this);
   }
   /** GELU: exact (erf) form by default, `{ approximate: 'tanh' }` for GPT-2's tanh form. */
   gelu(opts: { approximate?: 'none' | 'tanh' } = {}): Tensor {
@@ -490,7 +507,13 @@ export class Tensor {
       if (exponent === 0) return onesLike(this).cast(isFloat(this.dtype) ? this.dtype : 'f32');
       if (exponent === 0.5) return this.sqrt();
       if (exponent === -0.5) return this.rsqrt();
-      if (Number.isInteger(exponent) && Math.abs(exponent) <= 16) {
+      if (Number.isInteger(exponent) && Math.abs(exponent) >= 2 ** 16) {
+        // |x|^n by exp/log, with the sign of x when n is odd.
+        const x = isFloat(this.dtype) ? this : this.cast('f32');
+        const mag = x.abs().log().mul(exponent).exp();
+        return exponent % 2 === 0 ? mag : where(x.lt(0), mag.neg(), mag);
+      }
+      if (Number.isInteger(exponent)) {
         let base: Tensor = isFloat(this.dtype) || exponent < 0 ? (isFloat(this.dtype) ? this : this.cast('f32')) : this;
         let result: Tensor | undefined;
         let e = Math.abs(exponent);
@@ -509,16 +532,17 @@ export class Tensor {
     return this.binary('MAX', other, 'maximum');
   }
   minimum(other: TensorLike): Tensor {
+    const dt = other instanceof Tensor ? promoteTypes(this.dtype, other.dtype) : promoteWithScalar(this.dtype, other);
+    if (dt === 'u8' || dt === 'bool') return this.cast('i32').minimum(other instanceof Tensor ? other.cast('i32') : other).cast(dt);
     const o = other instanceof Tensor ? other.neg() : typeof other === 'number' ? -other : -Number(other);
     return this.neg().maximum(o).neg();
   }
   /** Limit values to [min, max]; either bound may be omitted. */
   clamp(min?: number | Tensor, max?: number | Tensor): Tensor {
     if (min === undefined && max === undefined) throw new ValueError(`clamp: give at least one of min and max`);
-    let x: Tensor = this;
-    if (min !== undefined) x = x.maximum(min);
-    if (max !== undefined) x = x.minimum(max);
-    return x;
+    // where() rather than maximum/minimum: a value exactly on a bound keeps its full gradient.
+    const lower = min === undefined ? this : where(this.lt(min), min, this);
+    return max === undefined ? lower : where(lower.gt(max), max, lower);
   }
 
   // ---- comparisons (bool results) ----
@@ -614,6 +638,8 @@ export class Tensor {
     return this.finishReduce(reduceNode('RMAX', this.node, axes), axes, keepdim, this);
   }
   min(dim?: number | readonly number[], keepdim = false): Tensor {
+    // Negation wraps on unsigned types: go through i32.
+    if (this.dtype === 'u8' || this.dtype === 'bool') return this.cast('i32').min(dim, keepdim).cast(this.dtype);
     return this.neg().max(dim, keepdim).neg();
   }
   /** Index of the first maximal element along `dim` (over the flattened tensor when omitted), as i32. */
@@ -625,10 +651,12 @@ export class Tensor {
     // Count down from n so that the first maximum has the largest weight.
     const shape = this.shape.map((_, i) => (i === d ? n : 1));
     const rev = arange(n, 0, -1, { device: this.device, dtype: 'i32' }).reshape(shape);
-    const hits = this.eq(m).cast('i32').mul(rev); // n - i where x is maximal, else 0
+    const isMax = isFloat(this.dtype) ? this.eq(m).logicalOr(this.ne(this)) : this.eq(m); // NaN counts as maximal, as in PyTorch
+    const hits = isMax.cast('i32').mul(rev); // n - i where x is maximal, else 0
     return hits.max(d, keepdim).neg().add(n);
   }
   argmin(dim?: number, keepdim = false): Tensor {
+    if (this.dtype === 'u8' || this.dtype === 'bool') return this.cast('i32').argmin(dim, keepdim);
     return this.neg().argmax(dim, keepdim);
   }
   /** Variance with Bessel's correction by default (`correction: 1`), like `torch.var`. */
@@ -646,7 +674,9 @@ export class Tensor {
   /** log(Σ exp(x)) along `dim`, stable for large inputs. */
   logsumexp(dim: number, keepdim = false): Tensor {
     const d = normDim(dim, this.ndim);
-    const m = this.max(d, true).detach();
+    const mx = this.max(d, true).detach();
+    // An infinite maximum would make x - max NaN; shift by 0 there (the result is then ±inf anyway).
+    const m = where(mx.abs().eq(Infinity), 0, mx);
     const s = this.sub(m).exp().sum(d, true).log().add(m);
     return keepdim ? s : s.squeeze(d);
   }
@@ -849,8 +879,9 @@ export class Tensor {
     if (index.ndim !== 1) throw new ShapeError(`indexSelect: index must be 1-d, got shape [${index.shape}]`);
     const d = normDim(dim, this.ndim);
     const moved = this.transpose(d, -1); // [..., n]
-    const oh = oneHot(index, this.shape[d]!).cast(this.dtype); // [k, n]
-    const picked = moved.unsqueeze(-2).mul(oh).sum(-1); // [..., k]
+    const oh = oneHot(index, this.shape[d]!); // [k, n]
+    // Select with where, not a multiply: unselected Inf or NaN must not leak in as Inf*0.
+    const picked = where(oh, moved.unsqueeze(-2), 0).sum(-1); // [..., k]
     return picked.transpose(-1, d);
   }
   /**
@@ -867,7 +898,7 @@ export class Tensor {
     const x = this.shrink(this.shape.map((s, i) => (i === d ? [0, s] : [0, index.shape[i]!]))); // crop to index extents
     // x'[p, j] = x[p with p_d = j], broadcast over index positions along d, then pick j = index[p].
     const moved = x.movedim(d, -1).unsqueeze(d); // [..., 1 at d, ..., n]
-    return moved.mul(oneHot(index, n).cast(this.dtype)).sum(-1);
+    return where(oneHot(index, n), moved, 0).sum(-1);
   }
   /** Move dimension `source` to position `destination`, keeping the order of the others. */
   movedim(source: number, destination: number): Tensor {

@@ -28,7 +28,9 @@ export function expectClose(
   const atol = tol.atol ?? 1e-6;
   const rtol = tol.rtol ?? 1e-5;
   if (actual.length !== expected.length) {
-    throw new Error(`${label}: length ${actual.length} differs from expected length ${expected.length}\n  actual:   [${Array.from(actual).slice(0, 16).map(fmt).join(', ')}]\n  expected: [${Array.from(expected).slice(0, 16).map(fmt).join(', ')}]`);
+    throw new Error(
+      `${label}: length ${actual.length} differs from expected length ${expected.length}\n  actual:   [${Array.from(actual).slice(0, 16).map(fmt).join(', ')}]\n  expected: [${Array.from(expected).slice(0, 16).map(fmt).join(', ')}]`,
+    );
   }
   const bad: string[] = [];
   let count = 0;
@@ -44,12 +46,16 @@ export function expectClose(
       count++;
       if (bad.length < 6) {
         if (!Number.isFinite(allowed)) allowed = 0;
-        bad.push(`  [${i}] actual=${fmt(a)} expected=${fmt(e)} |diff|=${fmt(Math.abs(a - e))} allowed=${fmt(allowed)}`);
+        bad.push(
+          `  [${i}] actual=${fmt(a)} expected=${fmt(e)} |diff|=${fmt(Math.abs(a - e))} allowed=${fmt(allowed)}`,
+        );
       }
     }
   }
   if (count > 0) {
-    throw new Error(`${label}: ${count} of ${expected.length} elements differ (atol=${atol}, rtol=${rtol})\n${bad.join('\n')}${count > bad.length ? '\n  ...' : ''}`);
+    throw new Error(
+      `${label}: ${count} of ${expected.length} elements differ (atol=${atol}, rtol=${rtol})\n${bad.join('\n')}${count > bad.length ? '\n  ...' : ''}`,
+    );
   }
 }
 
@@ -62,7 +68,11 @@ export function expectEqual(actual: ArrayLike<number>, expected: ArrayLike<numbe
  * Central-difference gradient of a float64 function: d f / d inputs[k][i] ≈ (f(x+eps) - f(x-eps)) / 2eps.
  * `f` must be a plain-JS implementation (not Tessera). Inputs are not modified.
  */
-export function numericGrad(f: (xs: Float64Array[]) => number, inputs: Float64Array[], eps = 1e-3): Float64Array[] {
+export function numericGrad(
+  f: (xs: Float64Array[]) => number,
+  inputs: Float64Array[],
+  eps = 1e-3,
+): Float64Array[] {
   const xs = inputs.map((x) => Float64Array.from(x));
   return xs.map((x) => {
     const g = new Float64Array(x.length);
@@ -104,18 +114,25 @@ export function checkGrad(
   opts: CheckGradOptions = {},
 ): void {
   const xs = inputs.map((inp) => Float64Array.from(Float32Array.from(inp.data)));
-  const leaves = inputs.map((inp, k) => tensor(Float32Array.from(xs[k]!), { shape: inp.shape, dtype: 'f32', requiresGrad: true }));
+  const leaves = inputs.map((inp, k) =>
+    tensor(Float32Array.from(xs[k]!), { shape: inp.shape, dtype: 'f32', requiresGrad: true }),
+  );
   const out = tesseraFn(leaves);
-  if (out.numel !== 1) throw new Error(`checkGrad: tesseraFn must return a one-element tensor, got shape [${out.shape}]`);
+  if (out.numel !== 1)
+    throw new Error(`checkGrad: tesseraFn must return a one-element tensor, got shape [${out.shape}]`);
+  // backward() before reading the value: realizing `out` first must not matter, but that is tested
+  // separately (see elementwise.test.ts, "autograd basics") so that it does not mask every gradient.
+  out.backward();
   const expectedValue = jsFn(xs.map((x) => Float64Array.from(x)));
   expectClose([out.itemSync()], [expectedValue], opts.forwardTol ?? tol, 'forward value');
-  out.backward();
   const fd = numericGrad(jsFn, xs, opts.eps ?? 1e-3);
   leaves.forEach((leaf, k) => {
     const g = leaf.grad;
     if (!g) throw new Error(`grad of input ${k}: is null after backward()`);
     if (g.shape.join(',') !== [...inputs[k]!.shape].join(',')) {
-      throw new Error(`grad of input ${k}: shape [${g.shape}] differs from input shape [${inputs[k]!.shape}]`);
+      throw new Error(
+        `grad of input ${k}: shape [${g.shape}] differs from input shape [${inputs[k]!.shape}]`,
+      );
     }
     expectClose(g.dataSync(), fd[k]!, tol, `grad of input ${k} (shape [${inputs[k]!.shape}])`);
   });

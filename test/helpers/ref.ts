@@ -70,7 +70,10 @@ export function broadcastTo(x: ArrayLike<number>, shape: Shape, outShape: Shape)
 }
 
 /** Elementwise function of any number of broadcast operands. */
-export function mapN(inputs: { data: ArrayLike<number>; shape: Shape }[], f: (...v: number[]) => number): Arr {
+export function mapN(
+  inputs: { data: ArrayLike<number>; shape: Shape }[],
+  f: (...v: number[]) => number,
+): Arr {
   const shape = inputs.reduce<number[]>((s, x) => broadcastShape(s, x.shape), []);
   const bs = inputs.map((x) => broadcastTo(x.data, x.shape, shape));
   const data = new Float64Array(numel(shape));
@@ -99,7 +102,9 @@ export function reduce(
 ): Arr {
   const nd = shape.length;
   const ax =
-    axes === undefined ? shape.map((_, i) => i) : (typeof axes === 'number' ? [axes] : [...axes]).map((a) => (a < 0 ? a + nd : a));
+    axes === undefined
+      ? shape.map((_, i) => i)
+      : (typeof axes === 'number' ? [axes] : [...axes]).map((a) => (a < 0 ? a + nd : a));
   const keptShape = shape.map((s, i) => (ax.includes(i) ? 1 : s));
   const acc = new Float64Array(numel(keptShape)).fill(init);
   for (let i = 0; i < numel(shape); i++) {
@@ -110,12 +115,24 @@ export function reduce(
   return { data: acc, shape: keepdim ? keptShape : shape.filter((_, i) => !ax.includes(i)) };
 }
 
-export const sumRef = (x: ArrayLike<number>, shape: Shape, axes?: number | readonly number[], keepdim = false): Arr =>
-  reduce(x, shape, axes, keepdim, 0, (a, v) => a + v);
-export const maxRef = (x: ArrayLike<number>, shape: Shape, axes?: number | readonly number[], keepdim = false): Arr =>
-  reduce(x, shape, axes, keepdim, -Infinity, (a, v) => Math.max(a, v));
-export const minRef = (x: ArrayLike<number>, shape: Shape, axes?: number | readonly number[], keepdim = false): Arr =>
-  reduce(x, shape, axes, keepdim, Infinity, (a, v) => Math.min(a, v));
+export const sumRef = (
+  x: ArrayLike<number>,
+  shape: Shape,
+  axes?: number | readonly number[],
+  keepdim = false,
+): Arr => reduce(x, shape, axes, keepdim, 0, (a, v) => a + v);
+export const maxRef = (
+  x: ArrayLike<number>,
+  shape: Shape,
+  axes?: number | readonly number[],
+  keepdim = false,
+): Arr => reduce(x, shape, axes, keepdim, -Infinity, (a, v) => Math.max(a, v));
+export const minRef = (
+  x: ArrayLike<number>,
+  shape: Shape,
+  axes?: number | readonly number[],
+  keepdim = false,
+): Arr => reduce(x, shape, axes, keepdim, Infinity, (a, v) => Math.min(a, v));
 
 export function countOf(shape: Shape, axes?: number | readonly number[]): number {
   if (axes === undefined) return numel(shape);
@@ -123,14 +140,25 @@ export function countOf(shape: Shape, axes?: number | readonly number[]): number
   return [...new Set(ax)].reduce((p, a) => p * shape[a]!, 1);
 }
 
-export function meanRef(x: ArrayLike<number>, shape: Shape, axes?: number | readonly number[], keepdim = false): Arr {
+export function meanRef(
+  x: ArrayLike<number>,
+  shape: Shape,
+  axes?: number | readonly number[],
+  keepdim = false,
+): Arr {
   const s = sumRef(x, shape, axes, keepdim);
   const n = countOf(shape, axes);
   return { data: map1(s.data, (v) => v / n), shape: s.shape };
 }
 
 /** Variance with `correction` (1: Bessel). Two-pass in float64. */
-export function varRef(x: ArrayLike<number>, shape: Shape, axes?: number | readonly number[], keepdim = false, correction = 1): Arr {
+export function varRef(
+  x: ArrayLike<number>,
+  shape: Shape,
+  axes?: number | readonly number[],
+  keepdim = false,
+  correction = 1,
+): Arr {
   const m = meanRef(x, shape, axes, true);
   const dev2 = new Float64Array(x.length);
   const mb = broadcastTo(m.data, m.shape, shape);
@@ -141,7 +169,13 @@ export function varRef(x: ArrayLike<number>, shape: Shape, axes?: number | reado
 }
 
 /** Generic gather: out[o] = x[src(o)] or `fill` where `src` returns null. */
-export function take(x: ArrayLike<number>, shape: Shape, outShape: Shape, src: (o: number[]) => number[] | null, fill = 0): Arr {
+export function take(
+  x: ArrayLike<number>,
+  shape: Shape,
+  outShape: Shape,
+  src: (o: number[]) => number[] | null,
+  fill = 0,
+): Arr {
   const data = new Float64Array(numel(outShape));
   for (let i = 0; i < data.length; i++) {
     const s = src(unravel(i, outShape));
@@ -266,7 +300,13 @@ export function stackRef(parts: { data: ArrayLike<number>; shape: Shape }[], dim
 }
 
 /** torch.gather: out[...i...] = x[... index[...i...] at dim ...]. */
-export function gatherRef(x: ArrayLike<number>, shape: Shape, dim: number, index: ArrayLike<number>, indexShape: Shape): Arr {
+export function gatherRef(
+  x: ArrayLike<number>,
+  shape: Shape,
+  dim: number,
+  index: ArrayLike<number>,
+  indexShape: Shape,
+): Arr {
   const d = dim < 0 ? dim + shape.length : dim;
   return take(x, shape, indexShape, (o) => {
     const s = [...o];
@@ -275,7 +315,12 @@ export function gatherRef(x: ArrayLike<number>, shape: Shape, dim: number, index
   });
 }
 
-export function indexSelectRef(x: ArrayLike<number>, shape: Shape, dim: number, index: readonly number[]): Arr {
+export function indexSelectRef(
+  x: ArrayLike<number>,
+  shape: Shape,
+  dim: number,
+  index: readonly number[],
+): Arr {
   const d = dim < 0 ? dim + shape.length : dim;
   const outShape = [...shape];
   outShape[d] = index.length;
@@ -355,7 +400,10 @@ export function logsumexpRef(x: ArrayLike<number>, shape: Shape, dim: number, ke
   for (let i = 0; i < x.length; i++) e[i] = Math.exp(x[i]! - mb[i]!);
   const s = sumRef(e, shape, dim, true);
   const data = s.data.map((v, i) => Math.log(v) + m.data[i]!);
-  return { data, shape: keepdim ? s.shape : shape.filter((_, i) => i !== (dim < 0 ? dim + shape.length : dim)) };
+  return {
+    data,
+    shape: keepdim ? s.shape : shape.filter((_, i) => i !== (dim < 0 ? dim + shape.length : dim)),
+  };
 }
 
 /**
@@ -378,7 +426,8 @@ export function erfRef(x: number): number {
 
 export const sigmoidRef = (x: number): number => 1 / (1 + Math.exp(-x));
 export const geluRef = (x: number): number => 0.5 * x * (1 + erfRef(x / Math.SQRT2));
-export const geluTanhRef = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+export const geluTanhRef = (x: number): number =>
+  0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
 /** Deterministic uniform stream (mulberry32) for test data. */
 export function makeRng(seed: number): () => number {
@@ -401,7 +450,14 @@ export function randArray(n: number, seed: number, lo = -1, hi = 1): Float64Arra
 }
 
 /** Like `randArray`, but every value is at least `margin` away from each of `kinks` (for FD checks). */
-export function randAway(n: number, seed: number, lo: number, hi: number, kinks: readonly number[], margin = 0.05): Float64Array {
+export function randAway(
+  n: number,
+  seed: number,
+  lo: number,
+  hi: number,
+  kinks: readonly number[],
+  margin = 0.05,
+): Float64Array {
   const r = makeRng(seed);
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {

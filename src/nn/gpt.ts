@@ -1,0 +1,294 @@
+/**
+ * GPT: a decoder-only transformer in the GPT-2 layout (nanoGPT's module names, so state-dict keys read
+ * `wte.weight`, `h.0.attn.c_attn.weight`, `ln_f.bias`, ...).
+ *
+ * token + learned position embeddings → dropout → N pre-norm blocks
+ * `x + attn(ln_1(x))`, `x + mlp(ln_2(x))` → `ln_f` → LM head tied to the token embedding.
+ */
+import { isFloat } from '../dtype.js';
+import { DTypeError, ShapeError, ValueError } from '../errors.js';
+import { noGrad, tidy } from '../tensor/context.js';
+import { arange, ones, tensor, where, type Tensor } from '../tensor/tensor.js';
+import * as F from './functional.js';
+import { Dropout, Embedding, LayerNorm, Linear, normalInit } from './layers.js';
+import { Module, ModuleList } from './module.js';
+
+/** Hyperparameters of {@link GPT}. */
+export interface GPTConfig {
+  /** Number of token ids. */
+  vocabSize: number;
+  /** Longest sequence (number of learned positions). */
+  blockSize: number;
+  /** Number of transformer blocks. */
+  nLayer: number;
+  /** Attention heads per block; must divide `nEmbd`. */
+  nHead: number;
+  /** Model width. */
+  nEmbd: number;
+  /** Dropout probability on embeddings, attention weights and residual branches (default 0). */
+  dropout?: number;
+  /** Biases in Linear and LayerNorm layers (default true, as GPT-2). */
+  bias?: boolean;
+}
+
+/** Options of {@link GPT.generate}. */
+export interface GenerateOptions {
+  /** Divide the logits by this before sampling (default 1); 0 means greedy (argmax). */
+  temperature?: number;
+  /** Sample only among the `topK` most likely tokens (default: all). */
+  topK?: number;
+  /** Seed of the host-side sampler (default 0): equal seeds give equal samples. */
+  seed?: number;
+}
+
+/** Set `p` to `value` (realized), in place. */
+function reinit(p: Tensor, value: Tensor): void {
+  noGrad(() => p.assign(value));
+  value.dispose();
+}
+
+/** Causal multi-head self-attention with one fused q/k/v projection (`c_attn`) and an output projection (`c_proj`). */
+export class CausalSelfAttention extends Module {
+  readonly cAttn: Linear;
+  readonly cProj: Linear;
+  readonly attnDropout: Dropout;
+  readonly residDropout: Dropout;
+  readonly nHead: number;
+  readonly nEmbd: number;
+
+  /** @param cfg - a validated GPT config (see {@link GPTConfig}). */
+  constructor(cfg: Required<GPTConfig>) {
+    super();
+    this.nHead = cfg.nHead;
+    this.nEmbd = cfg.nEmbd;
+    this.cAttn = this.registerModule('c_attn', new Linear(cfg.nEmbd, 3 * cfg.nEmbd, { bias: cfg.bias }));
+    this.cProj = this.registerModule('c_proj', new Linear(cfg.nEmbd, cfg.nEmbd, { bias: cfg.bias }));
+    this.attnDropout = this.registerModule('attn_dropout', new Dropout(cfg.dropout));
+    this.residDropout = this.registerModule('resid_dropout', new Dropout(cfg.dropout));
+  }
+
+  /** `x` `[B, T, C]` → `[B, T, C]`; position t attends to positions ≤ t only. */
+  forward(x: Tensor): Tensor {
+    const [B, T, C] = x.shape as [number, number, number];
+    const H = this.nHead;
+    const hd = C / H;
+    const [q, k, v] = this.cAttn
+      .forward(x)
+      .split(C, -1)
+      .map((t) => t.reshape([B, T, H, hd]).transpose(1, 2)) as [Tensor, Tensor, Tensor];
+    let att = q.matmul(k.transpose(-1, -2)).mul(1 / Math.sqrt(hd)); // [B, H, T, T]
+    const future = ones([T, T], { dtype: 'bool', device: x.device }).triu(1).bool(); // j > i
+    att = where(future, -Infinity, att).softmax(-1);
+    att = this.attnDropout.forward(att);
+    const y = att.matmul(v).transpose(1, 2).reshape([B, T, C]);
+    return this.residDropout.forward(this.cProj.forward(y));
+  }
+}
+
+/** The 4x-wide feed-forward block with GPT-2's tanh GELU. */
+export class MLP extends Module {
+  readonly cFc: Linear;
+  readonly cProj: Linear;
+  readonly dropout: Dropout;
+
+  /** @param cfg - a validated GPT config (see {@link GPTConfig}). */
+  constructor(cfg: Required<GPTConfig>) {
+    super();
+    this.cFc = this.registerModule('c_fc', new Linear(cfg.nEmbd, 4 * cfg.nEmbd, { bias: cfg.bias }));
+    this.cProj = this.registerModule('c_proj', new Linear(4 * cfg.nEmbd, cfg.nEmbd, { bias: cfg.bias }));
+    this.dropout = this.registerModule('dropout', new Dropout(cfg.dropout));
+  }
+
+  /** `x` `[B, T, C]` → `[B, T, C]`. */
+  forward(x: Tensor): Tensor {
+    return this.dropout.forward(this.cProj.forward(this.cFc.forward(x).gelu({ approximate: 'tanh' })));
+  }
+}
+
+/** One pre-norm transformer block. */
+export class Block extends Module {
+  readonly ln1: LayerNorm;
+  readonly attn: CausalSelfAttention;
+  readonly ln2: LayerNorm;
+  readonly mlp: MLP;
+
+  /** @param cfg - a validated GPT config (see {@link GPTConfig}). */
+  constructor(cfg: Required<GPTConfig>) {
+    super();
+    this.ln1 = this.registerModule('ln_1', new LayerNorm(cfg.nEmbd, { bias: cfg.bias }));
+    this.attn = this.registerModule('attn', new CausalSelfAttention(cfg));
+    this.ln2 = this.registerModule('ln_2', new LayerNorm(cfg.nEmbd, { bias: cfg.bias }));
+    this.mlp = this.registerModule('mlp', new MLP(cfg));
+  }
+
+  /** `x + attn(ln_1(x))`, then `+ mlp(ln_2(·))`; `[B, T, C]` → `[B, T, C]`. */
+  forward(x: Tensor): Tensor {
+    const h = x.add(this.attn.forward(this.ln1.forward(x)));
+    return h.add(this.mlp.forward(this.ln2.forward(h)));
+  }
+}
+
+function checkConfig(cfg: GPTConfig): Required<GPTConfig> {
+  for (const k of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
+    const v = cfg[k];
+    if (!Number.isInteger(v) || v <= 0)
+      throw new ValueError(`GPT: config.${k} must be a positive integer, got ${v}`);
+  }
+  if (cfg.nEmbd % cfg.nHead !== 0)
+    throw new ValueError(`GPT: nEmbd ${cfg.nEmbd} is not divisible by nHead ${cfg.nHead}`);
+  const dropout = cfg.dropout ?? 0;
+  if (!(dropout >= 0 && dropout < 1)) throw new ValueError(`GPT: dropout must be in [0, 1), got ${dropout}`);
+  return { ...cfg, dropout, bias: cfg.bias ?? true };
+}
+
+/** Host-side PRNG (mulberry32): deterministic sampling for `generate`. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Pick a token from one row of logits on the host. */
+function sampleRow(
+  logits: ArrayLike<number>,
+  temperature: number,
+  topK: number | undefined,
+  rnd: () => number,
+): number {
+  const V = logits.length;
+  if (temperature === 0) {
+    let best = 0;
+    for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
+    return best;
+  }
+  const scaled = Array.from(logits, (l) => l / temperature);
+  if (topK !== undefined && topK < V) {
+    const kth = [...scaled].sort((a, b) => b - a)[topK - 1]!;
+    for (let i = 0; i < V; i++) if (scaled[i]! < kth) scaled[i] = -Infinity;
+  }
+  const m = Math.max(...scaled);
+  const w = scaled.map((s) => Math.exp(s - m));
+  const total = w.reduce((a, b) => a + b, 0);
+  let r = rnd() * total;
+  for (let i = 0; i < V; i++) {
+    r -= w[i]!;
+    if (r < 0) return i;
+  }
+  for (let i = V - 1; i >= 0; i--) if (w[i]! > 0) return i;
+  return 0;
+}
+
+/**
+ * A GPT-2 style language model. Parameters (registered names): `wte` (token embedding, also the LM
+ * head: weight tying), `wpe` (positions), `h.<i>` blocks, `ln_f`. Initialisation as GPT-2: every
+ * Linear and Embedding weight ~ N(0, 0.02), biases 0, and the residual projections (`attn.c_proj`,
+ * `mlp.c_proj`) ~ N(0, 0.02/√(2·nLayer)).
+ */
+export class GPT extends Module {
+  readonly config: Required<GPTConfig>;
+  readonly wte: Embedding;
+  readonly wpe: Embedding;
+  readonly drop: Dropout;
+  readonly h: ModuleList<Block>;
+  readonly lnF: LayerNorm;
+
+  /** @throws ValueError for a non-positive size, `nEmbd % nHead !== 0`, or dropout outside [0, 1). */
+  constructor(config: GPTConfig) {
+    super();
+    const cfg = (this.config = checkConfig(config));
+    this.wte = this.registerModule('wte', new Embedding(cfg.vocabSize, cfg.nEmbd, { std: 0.02 }));
+    this.wpe = this.registerModule('wpe', new Embedding(cfg.blockSize, cfg.nEmbd, { std: 0.02 }));
+    this.drop = this.registerModule('drop', new Dropout(cfg.dropout));
+    this.h = this.registerModule(
+      'h',
+      new ModuleList(Array.from({ length: cfg.nLayer }, () => new Block(cfg))),
+    );
+    this.lnF = this.registerModule('ln_f', new LayerNorm(cfg.nEmbd, { bias: cfg.bias }));
+    const residStd = 0.02 / Math.sqrt(2 * cfg.nLayer);
+    for (const [name, m] of this.namedModules()) {
+      if (!(m instanceof Linear)) continue;
+      const std = name.endsWith('c_proj') ? residStd : 0.02;
+      reinit(m.weight, normalInit(m.weight.shape, std));
+      if (m.bias)
+        reinit(m.bias, tensor(new Float32Array(m.bias.numel), { shape: m.bias.shape, dtype: m.bias.dtype }));
+    }
+  }
+
+  /**
+   * `idx` `[B, T]` integer token ids (T ≤ blockSize) → `logits` `[B, T, vocabSize]`; with `targets`
+   * `[B, T]`, also the mean cross-entropy `loss` (targets equal to -100 are ignored).
+   *
+   * @throws DTypeError for non-integer ids; ShapeError for a wrong rank, T > blockSize, or targets of
+   *   another shape.
+   */
+  forward(idx: Tensor, targets?: Tensor): { logits: Tensor; loss?: Tensor } {
+    if (isFloat(idx.dtype) || idx.dtype === 'bool')
+      throw new DTypeError(`GPT.forward: idx must be integer token ids, got ${idx.dtype}[${idx.shape}]`);
+    if (idx.ndim !== 2) throw new ShapeError(`GPT.forward: idx must have shape [B, T], got [${idx.shape}]`);
+    const [B, T] = idx.shape as [number, number];
+    if (T > this.config.blockSize)
+      throw new ShapeError(`GPT.forward: sequence length ${T} exceeds blockSize ${this.config.blockSize}`);
+    if (targets && targets.shape.join() !== idx.shape.join())
+      throw new ShapeError(`GPT.forward: targets of shape [${targets.shape}] differ from idx [${idx.shape}]`);
+    const pos = arange(T, undefined, 1, { device: idx.device });
+    let x = this.wte.forward(idx).add(this.wpe.forward(pos)); // [B, T, C] + [T, C]
+    x = this.drop.forward(x);
+    for (const block of this.h) x = block.forward(x);
+    x = this.lnF.forward(x);
+    const logits = x.matmul(this.wte.weight.T); // weight tying: the head is wteᵀ
+    if (!targets) return { logits };
+    const V = this.config.vocabSize;
+    const loss = F.crossEntropy(logits.reshape([B * T, V]), targets.reshape([B * T]));
+    return { logits, loss };
+  }
+
+  /**
+   * Extend each row of `idx` `[B, T]` by `maxNewTokens` sampled tokens: forward the last `blockSize`
+   * tokens, sample the next one on the host from the last position's logits, append, repeat. Runs in
+   * eval mode without gradients (the previous mode is restored). Returns a new i32 `[B, T + maxNewTokens]`.
+   *
+   * @throws ValueError for a negative `maxNewTokens`, negative temperature, or `topK < 1`.
+   */
+  generate(idx: Tensor, maxNewTokens: number, opts: GenerateOptions = {}): Tensor {
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+      throw new ValueError(`GPT.generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+    const temperature = opts.temperature ?? 1;
+    if (!(temperature >= 0))
+      throw new ValueError(`GPT.generate: temperature must be >= 0, got ${temperature}`);
+    if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 1))
+      throw new ValueError(`GPT.generate: topK must be a positive integer, got ${opts.topK}`);
+    if (idx.ndim !== 2) throw new ShapeError(`GPT.generate: idx must have shape [B, T], got [${idx.shape}]`);
+    const [B, T0] = idx.shape as [number, number];
+    if (T0 === 0) throw new ShapeError(`GPT.generate: idx needs at least one token per row`);
+    const rows: number[][] = [];
+    const flat = Array.from(idx.dataSync());
+    for (let b = 0; b < B; b++) rows.push(flat.slice(b * T0, (b + 1) * T0));
+    const rnd = mulberry32(opts.seed ?? 0);
+    const wasTraining = this.training;
+    this.eval();
+    try {
+      for (let step = 0; step < maxNewTokens; step++) {
+        const T = Math.min(rows[0]!.length, this.config.blockSize);
+        const ctx = rows.flatMap((r) => r.slice(r.length - T));
+        const last = tidy(() =>
+          noGrad(() => {
+            const input = tensor(ctx, { dtype: 'i32', shape: [B, T], device: idx.device });
+            const { logits } = this.forward(input);
+            return Array.from(logits.slice(null, T - 1).dataSync());
+          }),
+        );
+        const V = this.config.vocabSize;
+        for (let b = 0; b < B; b++)
+          rows[b]!.push(sampleRow(last.slice(b * V, (b + 1) * V), temperature, opts.topK, rnd));
+      }
+    } finally {
+      this.train(wasTraining);
+    }
+    return tensor(rows.flat(), { dtype: 'i32', shape: [B, T0 + maxNewTokens], device: idx.device });
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * The optimizer base class and the one-schedule training step.
+ *
+ * A training step is ONE `realize`: the loss (forward), the gradients (backward) and the new parameter
+ * and state values are computed together, so the scheduler fuses and memory-plans them as one program:
+ *
+ * ```ts
+ * opt.zeroGrad();
+ * const { loss } = model.forward(x, y);
+ * loss!.backward();              // lazy: builds the gradient graph
+ * opt.step({ realize: [loss!] }); // one schedule: loss + grads + update; then commits in place
+ * console.log(loss!.itemSync()); // already computed
+ * ```
+ *
+ * `step()` is `prepareStep()` + `realize(...extras, ...pending.tensors)` + `pending.commit()`. Use
+ * `prepareStep()` directly to realize the update together with tensors of your own.
+ *
+ * Values that change from step to step (learning rate, bias corrections, first-step factors) enter the
+ * graph as freshly uploaded 0-d tensors, never as constants, so every step after the first has the same
+ * graph structure and reuses compiled kernels.
+ */
+import type { DType } from '../dtype.js';
+import { isFloat } from '../dtype.js';
+import { DTypeError, ShapeError, ValueError } from '../errors.js';
+import { noGrad } from '../tensor/context.js';
+import { realize, tensor, Tensor } from '../tensor/tensor.js';
+
+/** Options of {@link Optimizer.step}. */
+export interface StepOptions {
+  /**
+   * Other tensors (the loss, metrics, a gradient norm) computed in the same schedule as the update. They
+   * are realized before the parameters change, i.e. they see the parameters the gradients were taken at.
+   */
+  realize?: readonly Tensor[];
+  /**
+   * Keep `p.grad` after the step (realized in the same schedule). By default the step consumes the
+   * gradients: afterwards every `p.grad` is null, as after `zeroGrad()`.
+   */
+  keepGrads?: boolean;
+}
+
+/** An update built but not yet applied; see {@link Optimizer.prepareStep}. */
+export interface PendingStep {
+  /** The lazy new values (parameters and optimizer state). Realize them, with anything else, in one call. */
+  readonly tensors: readonly Tensor[];
+  /**
+   * Write the new values into the parameters and state (`assign`, identities kept; realizes whatever is
+   * still lazy), then free the temporaries. Call once, after realizing `tensors`.
+   */
+  commit(): void;
+}
+
+/** One value an update computes: `target` gets `value` at commit. */
+export interface UpdatePair {
+  /** The tensor updated in place (a parameter or a state tensor). */
+  target: Tensor;
+  /** Its new value (lazy until the step is realized). */
+  value: Tensor;
+}
+
+/** Everything an update rule may use for one parameter. */
+export interface UpdateContext {
+  /** Index of the parameter in `optimizer.params`. */
+  index: number;
+  /** The parameter (its current value). */
+  param: Tensor;
+  /** Its gradient, cast to the parameter's dtype. */
+  grad: Tensor;
+  /** This parameter's state tensors (created by `initState`). */
+  state: Record<string, Tensor>;
+  /** How many steps this parameter has taken, counting this one (1 on the first step). */
+  step: number;
+  /**
+   * A 0-d tensor of the param's dtype and device holding `value`, uploaded fresh for this step: how a
+   * per-step value (learning rate, bias correction) enters the graph without becoming a constant. `name`
+   * identifies the quantity; parameters with the same dtype, device and step count share one tensor.
+   */
+  scalar(name: string, value: number): Tensor;
+}
+
+function checkParams(what: string, params: Iterable<Tensor>): Tensor[] {
+  const list = [...params];
+  if (list.length === 0) throw new ValueError(`${what}: got an empty parameter list`);
+  const seen = new Set<Tensor>();
+  list.forEach((p, i) => {
+    if (!(p instanceof Tensor)) throw new ValueError(`${what}: parameter ${i} is not a Tensor`);
+    if (!isFloat(p.dtype))
+      throw new DTypeError(
+        `${what}: parameter ${i} has dtype ${p.dtype}; only floating-point tensors can be optimized`,
+      );
+    if (!p.requiresGrad)
+      throw new ValueError(`${what}: parameter ${i} (${p.dtype}[${p.shape}]) does not require grad`);
+    if (seen.has(p)) throw new ValueError(`${what}: parameter ${i} appears more than once`);
+    seen.add(p);
+  });
+  return list;
+}
+
+/** `v` must be a finite number >= 0. */
+export function checkNonNegative(what: string, name: string, v: number): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0)
+    throw new ValueError(`${what}: ${name} must be a finite number >= 0, got ${v}`);
+}
+
+/**
+ * Base class of optimizers. Subclasses declare their per-parameter state (`initState`) and their
+ * update rule (`update`, building lazy tensors); the base class owns the learning rate, the per-parameter
+ * step counts, gradient bookkeeping, and running everything as one schedule.
+ */
+export abstract class Optimizer {
+  /** The optimized tensors, in the order given. */
+  readonly params: readonly Tensor[];
+  /** Per-parameter state (e.g. `momentum_buffer`, `exp_avg`), realized tensors; created on first use. */
+  private _state: Record<string, Tensor>[] | undefined;
+  /** Per-parameter number of steps taken (a parameter without a gradient is skipped and not counted). */
+  protected readonly steps: number[];
+  private _lr: number;
+
+  constructor(
+    params: Iterable<Tensor>,
+    lr: number,
+    protected readonly name: string,
+  ) {
+    this.params = checkParams(name, params);
+    checkNonNegative(name, 'lr', lr);
+    this._lr = lr;
+    this.steps = this.params.map(() => 0);
+  }
+
+  /** Per-parameter state, created with `initState` on first use (after the subclass constructor ran). */
+  protected get state(): Record<string, Tensor>[] {
+    return (this._state ??= this.params.map((p) => this.initState(p)));
+  }
+
+  /** Initial state tensors of one parameter (realized). */
+  protected abstract initState(p: Tensor): Record<string, Tensor>;
+
+  /** The update of one parameter: its new value and the new values of its state tensors (all lazy). */
+  protected abstract update(ctx: UpdateContext): UpdatePair[];
+
+  /** The current learning rate. */
+  get lr(): number {
+    return this._lr;
+  }
+
+  /** Set the learning rate used by the next steps (e.g. from a schedule). It is never baked into kernels. */
+  setLr(lr: number): void {
+    checkNonNegative(this.name, 'lr', lr);
+    this._lr = lr;
+  }
+
+  /** Number of steps taken (by the parameter that took most). */
+  get stepCount(): number {
+    return Math.max(0, ...this.steps);
+  }
+
+  /** Dispose the optimizer state (the parameters are not touched). */
+  dispose(): void {
+    for (const s of this._state ?? []) for (const t of Object.values(s)) t.dispose();
+    this._state = undefined;
+  }
+
+  /** Dispose every parameter's gradient and set it to null. */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose();
+      p.grad = null;
+    }
+  }
+
+  /**
+   * Build the update of every parameter that has a gradient, lazily, without changing anything yet.
+   * Parameters whose `grad` is null are skipped (their step count does not advance).
+   */
+  prepareStep(): PendingStep {
+    const pairs: UpdatePair[] = [];
+    const temps: Tensor[] = [];
+    const advanced: number[] = [];
+    const scalars = new Map<string, Tensor>();
+    noGrad(() => {
+      this.params.forEach((param, index) => {
+        const grad = param.grad;
+        if (!grad || grad.isDisposed) return;
+        if (grad.shape.join() !== param.shape.join())
+          throw new ShapeError(
+            `${this.name}: gradient of parameter ${index} has shape [${grad.shape}], parameter [${param.shape}]`,
+          );
+        const step = this.steps[index]! + 1;
+        const scalar = (name: string, value: number): Tensor => {
+          // Shared by parameters of one dtype, device and step count; keyed by name, not value, so that the
+          // graph's structure never depends on the values.
+          const key = `${param.dtype}|${param.device}|${step}|${name}`;
+          let t = scalars.get(key);
+          if (!t) {
+            t = makeScalar(value, param.dtype, param.device);
+            temps.push(t);
+            scalars.set(key, t);
+          }
+          return t;
+        };
+        const g = grad.dtype === param.dtype ? grad : grad.cast(param.dtype);
+        const out = this.update({ index, param, grad: g, state: this.state[index]!, step, scalar });
+        pairs.push(...out);
+        advanced.push(index);
+      });
+    });
+    let committed = false;
+    return {
+      tensors: pairs.map((p) => p.value),
+      commit: () => {
+        if (committed) throw new ValueError(`${this.name}: this step was already committed`);
+        committed = true;
+        realize(...pairs.map((p) => p.value)); // no-op when the caller realized them
+        noGrad(() => {
+          for (const { target, value } of pairs) target.assign(value);
+        });
+        for (const { value } of pairs) value.dispose();
+        for (const t of temps) t.dispose();
+        for (const i of advanced) this.steps[i]!++;
+      },
+    };
+  }
+
+  /**
+   * Apply one update step. With `{ realize: [loss] }` the forward pass, backward pass and update run as
+   * ONE schedule; the loss is then realized (its value is that of the parameters before the update).
+   * Gradients are consumed (set to null) unless `keepGrads`.
+   */
+  step(opts: StepOptions = {}): void {
+    const pending = this.prepareStep();
+    const extras = [...(opts.realize ?? [])];
+    const grads = opts.keepGrads
+      ? this.params.flatMap((p) => (p.grad && !p.grad.isDisposed ? [p.grad] : []))
+      : [];
+    realize(...extras, ...grads, ...pending.tensors);
+    pending.commit();
+    if (!opts.keepGrads) this.zeroGrad();
+  }
+
+  /**
+   * Optimizer state as tensors: `<index>.<name>` for each state tensor of parameter `index` and
+   * `<index>.step` (i32 scalar). Save it with a checkpoint (prefix the keys) and restore with
+   * {@link loadStateDict}.
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    this.state.forEach((s, i) => {
+      for (const [k, t] of Object.entries(s)) out[`${i}.${k}`] = t;
+      out[`${i}.step`] = tensor(this.steps[i]!, { dtype: 'i32', device: this.params[i]!.device });
+    });
+    return out;
+  }
+
+  /**
+   * Restore state saved by {@link stateDict} (for the same parameter list).
+   *
+   * @throws ValueError listing missing and unexpected keys; ShapeError / DTypeError naming a key whose
+   *   tensor does not match.
+   */
+  loadStateDict(sd: Record<string, Tensor>): void {
+    const own = Object.keys(this.stateDict());
+    const missing = own.filter((k) => !(k in sd));
+    const unexpected = Object.keys(sd).filter((k) => !own.includes(k));
+    if (missing.length || unexpected.length) {
+      throw new ValueError(
+        `${this.name}.loadStateDict: keys do not match (missing: ${missing.join(', ') || '-'}; unexpected: ${unexpected.join(', ') || '-'})`,
+      );
+    }
+    const pairs: [Tensor, Tensor][] = [];
+    const steps: number[] = [];
+    this.state.forEach((s, i) => {
+      for (const [k, dst] of Object.entries(s)) {
+        const src = sd[`${i}.${k}`]!;
+        if (src.shape.join() !== dst.shape.join() || src.ndim !== dst.ndim)
+          throw new ShapeError(
+            `${this.name}.loadStateDict: '${i}.${k}' has shape [${src.shape}], expected [${dst.shape}]`,
+          );
+        if (src.dtype !== dst.dtype)
+          throw new DTypeError(
+            `${this.name}.loadStateDict: '${i}.${k}' has dtype ${src.dtype}, expected ${dst.dtype}`,
+          );
+        pairs.push([dst, src]);
+      }
+      const st = sd[`${i}.step`]!;
+      if (st.numel !== 1)
+        throw new ShapeError(
+          `${this.name}.loadStateDict: '${i}.step' must have one element, got shape [${st.shape}]`,
+        );
+      steps.push(st.itemSync());
+    });
+    const copies = noGrad(() => pairs.map(([, src]) => src.add(0)));
+    realize(...copies);
+    pairs.forEach(([dst], i) => dst.assign(copies[i]!));
+    for (const c of copies) c.dispose();
+    steps.forEach((s, i) => (this.steps[i] = s));
+  }
+}
+
+/** A realized 0-d tensor holding `value`. */
+export function makeScalar(value: number, dtype: DType, device: string): Tensor {
+  return tensor(value, { dtype, device });
+}
+
+/** A realized tensor of zeros with `p`'s shape, dtype and device (optimizer state). */
+export function zerosState(p: Tensor): Tensor {
+  return tensor(new Float32Array(p.numel), { shape: p.shape, dtype: p.dtype, device: p.device });
+}
