@@ -19,6 +19,13 @@ export interface DeviceLimits {
   readonly bufferAlignment: number;
 }
 
+/** One kernel launch: the compiled kernel, its buffer bindings and its u32 launch scalars. */
+export interface Launch {
+  readonly kernel: CompiledKernel;
+  readonly args: readonly Binding[];
+  readonly scalars?: Uint32Array;
+}
+
 /** A kernel after the runtime compiled it, ready to launch many times. */
 export interface CompiledKernel {
   readonly ir: KernelIR;
@@ -42,6 +49,13 @@ export interface Runtime {
   compile(kernels: readonly KernelIR[]): CompiledKernel[];
   /** `args[i]` binds `kernel.ir.params[i]`; `scalars` holds the kernel's u32 launch scalars. */
   launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void;
+  /**
+   * Optional batched launch: the whole sequence in one call into the device (the CPU backend runs it
+   * natively with no JavaScript between kernels).
+   */
+  launchMany?(launches: readonly Launch[]): void;
+  /** Optional: `launchMany` off the JavaScript thread, so the event loop stays free. */
+  launchManyAsync?(launches: readonly Launch[]): Promise<void>;
   synchronize(): Promise<void>;
   /** Identifies the device and software stack, for caches of tuned or compiled kernels. */
   fingerprint(): string;

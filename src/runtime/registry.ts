@@ -1,12 +1,29 @@
 import { DeviceError } from '../errors.js';
 import type { Runtime } from './device.js';
+import { CpuRuntime } from './cpu/cpu.js';
 import { InterpRuntime } from './interp.js';
 
 /**
  * Device registry. Backends register a factory and are constructed on first use, so that a browser
- * bundle never loads a backend it does not run (native CPU needs `koffi` and `fs`).
+ * bundle never loads a backend it does not run (native CPU needs `koffi` and a C compiler).
  */
-const factories = new Map<string, () => Runtime>([['interp', () => new InterpRuntime()]]);
+const factories = new Map<string, () => Runtime>([
+  ['interp', () => new InterpRuntime()],
+  ['cpu', cpuOrFallback],
+]);
+
+let warned = false;
+/** The native CPU runtime, or the interpreter (with a one-time warning) when no C compiler works. */
+function cpuOrFallback(): Runtime {
+  try {
+    return new CpuRuntime();
+  } catch (e) {
+    if (!(e instanceof DeviceError)) throw e;
+    if (!warned) console.warn(`tessera: ${e.message}; falling back to the interpreter for device 'cpu'`);
+    warned = true;
+    return new InterpRuntime();
+  }
+}
 const instances = new Map<string, Runtime>();
 
 let defaultDevice = readEnvDevice() ?? 'interp';

@@ -8,7 +8,7 @@ import type { LazyNode } from '../graph/node.js';
 import { toposort } from '../graph/node.js';
 import { recordAlloc, recordFree } from '../memory/stats.js';
 import { DeviceBuffer } from '../runtime/buffer.js';
-import type { Binding, Runtime } from '../runtime/device.js';
+import type { Binding, Launch, Runtime } from '../runtime/device.js';
 import type { MemoryPlan } from '../schedule/memory.js';
 import { checkPlan, planMemory } from '../schedule/memory.js';
 import type { Schedule, ScheduledKernel } from '../schedule/schedule.js';
@@ -113,6 +113,7 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
   if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
   try {
+    const launches: Launch[] = [];
     for (const k of schedule.kernels) {
       let outBinding: Binding;
       const p = plan.buffers.get(k.out);
@@ -134,9 +135,15 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
         scalars[s] = seedKey(k.scalars[s]!);
         scalars[s + 1] = k.scalars[s + 1]!;
       }
-      const t0 = debugLevel() >= 4 ? performance.now() : 0;
-      rt.launch(compiled[k.index]!, args, scalars);
-      if (debugLevel() >= 4) debugLog(`  k${k.index} ${irs[k.index]!.name}: ${(performance.now() - t0).toFixed(3)} ms`);
+      launches.push({ kernel: compiled[k.index]!, args, scalars });
+    }
+    if (rt.launchMany && debugLevel() < 4) rt.launchMany(launches);
+    else {
+      for (const [i, l] of launches.entries()) {
+        const t0 = performance.now();
+        rt.launch(l.kernel, l.args, l.scalars);
+        if (debugLevel() >= 4) debugLog(`  k${i} ${irs[i]!.name}: ${(performance.now() - t0).toFixed(3)} ms`);
+      }
     }
   } catch (e) {
     for (const b of result.values()) b.release();

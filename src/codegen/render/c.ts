@@ -1,0 +1,640 @@
+import type { DType } from '../../dtype.js';
+import type { Expr, KernelIR, Operand, Stmt } from '../ir.js';
+import type { ICond, IExpr, IVar } from '../symbolic.js';
+import { canBeNegative } from '../symbolic.js';
+
+/**
+ * The C renderer: kernel IR to C99 with GCC vector-friendly loops, compiled by the system compiler.
+ * Elementwise and reduce kernels become a loop nest whose leading global loops are split across the
+ * thread pool; contractions become calls to the packed GEMM driver with generated packing (prologue)
+ * and tile (epilogue) callbacks. Semantics match the interpreter: every result is rounded to its
+ * dtype, `//` and `%` are floor operations, loads outside a validity mask read 0.
+ */
+
+/** Bump when the generated code changes meaning: part of the on-disk cache key. */
+export const C_RENDERER_VERSION = 2;
+
+const CTYPE: Record<DType, string> = {
+  f32: 'float',
+  f16: 'uint16_t',
+  bf16: 'uint16_t',
+  i32: 'int32_t',
+  i8: 'int8_t',
+  u8: 'uint8_t',
+  bool: 'uint8_t',
+};
+
+/** Type of a computed value in registers: half types compute in float. */
+const VTYPE: Record<DType, string> = {
+  f32: 'float',
+  f16: 'float',
+  bf16: 'float',
+  i32: 'int32_t',
+  i8: 'int32_t',
+  u8: 'int32_t',
+  bool: 'int32_t',
+};
+
+/** Helpers shared by every kernel library (prepended once per compiled batch). */
+export const C_PRELUDE = `#include <stdint.h>
+#include <math.h>
+#include <string.h>
+#include "tessera_api.h"
+#include "gemm.h"
+
+static const struct tessera_api *T;
+int tessera_init(const struct tessera_api *api) { if (api->abi != TESSERA_API_ABI) return 1; T = api; return 0; }
+
+static inline int64_t tfdiv(int64_t a, int64_t d) { int64_t q = a / d; return (a % d != 0 && a < 0) ? q - 1 : q; }
+static inline int64_t tfmod(int64_t a, int64_t d) { int64_t r = a % d; return r < 0 ? r + d : r; }
+static inline float tmaxf(float a, float b) { return (a > b || a != a) ? a : b; }
+static inline int32_t tmaxi(int32_t a, int32_t b) { return a > b ? a : b; }
+static inline float h2f(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
+static inline uint16_t f2h(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
+static inline float rf16(float f) { return (float)(_Float16)f; }
+static inline float bf2f(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline uint16_t f2bf(float f) {
+  uint32_t u; memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(((u >> 16) | 0x40u) & 0xffffu);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static inline float rbf16(float f) { return bf2f(f2bf(f)); }
+/* float -> int32 as JavaScript's ToInt32 of trunc(x): NaN and infinities give 0, others wrap. */
+static inline int32_t f2i(double x) {
+  if (!(x == x) || x == INFINITY || x == -INFINITY) return 0;
+  double t = trunc(x);
+  if (t >= -2147483648.0 && t < 2147483648.0) return (int32_t)t;
+  double m = fmod(t, 4294967296.0);
+  if (m < 0) m += 4294967296.0;
+  return (int32_t)(uint32_t)m;
+}
+/*
+ * Branch-free single-precision exp, log, tanh and erf (Cephes-style range reduction and minimax
+ * polynomials, about 1-2 ulp) that GCC can vectorise inside loops, unlike libm's calls.
+ */
+static inline float tas_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t tas_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float texpf(float x) {
+  /* one select per statement: nested conditionals defeat GCC's if-conversion */
+  float xc = x < -87.33654f ? -87.33654f : x;
+  xc = xc > 88.37626f ? 88.37626f : xc;
+  float n = __builtin_roundf(xc * 1.44269504088896341f);
+  int32_t ni = (int32_t)n;
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  p = p * r * r + r + 1.0f;
+  float y = p * tas_float((uint32_t)(ni + 127) << 23);
+  y = x > 88.72283f ? INFINITY : y;
+  y = x < -103.97208f ? 0.0f : y;
+  return x != x ? x : y;
+}
+static inline float tlogf(float x) {
+  uint32_t u0 = tas_uint(x);
+  int sub = (u0 & 0x7f800000u) == 0; /* subnormal (or zero): scale into the normal range */
+  float xs = sub ? x * 8388608.0f : x;
+  uint32_t u = tas_uint(xs);
+  int32_t e = (int32_t)((u >> 23) & 0xff) - 127 - (sub ? 23 : 0);
+  float m = tas_float((u & 0x007fffffu) | 0x3f800000u);
+  int big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  float fe = (float)(e + big);
+  float z = m - 1.0f;
+  float zz = z * z;
+  float p = 7.0376836292E-2f;
+  p = p * z - 1.1514610310E-1f;
+  p = p * z + 1.1676998740E-1f;
+  p = p * z - 1.2420140846E-1f;
+  p = p * z + 1.4249322787E-1f;
+  p = p * z - 1.6668057665E-1f;
+  p = p * z + 2.0000714765E-1f;
+  p = p * z - 2.4999993993E-1f;
+  p = p * z + 3.3333331174E-1f;
+  float y = p * z * zz + fe * -2.12194440e-4f - 0.5f * zz;
+  y = z + y + fe * 0.693359375f;
+  y = x == INFINITY ? INFINITY : y;
+  y = x == 0.0f ? -INFINITY : y;
+  y = x < 0.0f ? NAN : y;
+  return x != x ? x : y;
+}
+static inline float ttanhf(float x) {
+  float a = x < 0.0f ? -x : x;
+  float z = x * x;
+  float p = -5.70498872745E-3f;
+  p = p * z + 2.06390887954E-2f;
+  p = p * z - 5.37397155531E-2f;
+  p = p * z + 1.33314422036E-1f;
+  p = p * z - 3.33332819422E-1f;
+  float small = x + x * z * p;
+  float big = 1.0f - 2.0f / (texpf(2.0f * a) + 1.0f);
+  big = x < 0.0f ? -big : big;
+  float y = a < 0.625f ? small : big;
+  return x != x ? x : y;
+}
+/* Same formula as the interpreter's erf (absolute error < 1.2e-7). */
+static inline float terff(float x) {
+  float z = x < 0.0f ? -x : x;
+  float t = 1.0f / (1.0f + 0.5f * z);
+  float q = -z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  float r = t * texpf(q);
+  return x >= 0.0f ? 1.0f - r : r - 1.0f;
+}
+static inline uint32_t thash(uint32_t x) {
+  x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16; return x;
+}
+static inline float tuniform(uint32_t key, uint32_t counter, int64_t index) {
+  uint32_t x = thash((uint32_t)(counter + (uint32_t)index) ^ key);
+  uint32_t y = thash(x + key);
+  return (float)(y >> 8) / 16777216.0f;
+}
+`;
+
+function idx(e: IExpr): string {
+  switch (e.k) {
+    case 'c':
+      return `${e.v}LL`;
+    case 'v':
+      return e.name;
+    case 'sum': {
+      const parts = e.terms.map(([a, k]) => (k === 1 ? idx(a) : `${idx(a)}*${k}LL`));
+      if (e.c) parts.push(`${e.c}LL`);
+      return `(${parts.join(' + ')})`;
+    }
+    case 'div':
+      return canBeNegative(e.a) ? `tfdiv(${idx(e.a)}, ${e.d})` : `(${idx(e.a)} / ${e.d})`;
+    case 'mod':
+      return canBeNegative(e.a) ? `tfmod(${idx(e.a)}, ${e.d})` : `(${idx(e.a)} % ${e.d})`;
+  }
+}
+
+function conds(cs: readonly ICond[]): string {
+  return cs.map((c) => `(${c.lo} <= ${idx(c.e)} && ${idx(c.e)} < ${c.hi})`).join(' && ');
+}
+
+function floatLit(v: number): string {
+  if (Number.isNaN(v)) return 'NAN';
+  if (v === Infinity) return 'INFINITY';
+  if (v === -Infinity) return '(-INFINITY)';
+  if (Object.is(v, -0)) return '(-0.0f)';
+  // Constants are already rounded to f32; 9 significant digits round-trip exactly.
+  const s = Math.fround(v).toPrecision(9);
+  return `${s.includes('e') || s.includes('.') ? s : s + '.'}f`;
+}
+
+function literal(v: number, d: DType): string {
+  return d === 'f32' || d === 'f16' || d === 'bf16' ? floatLit(v) : Number.isFinite(v) ? `${Math.trunc(v)}` : '0';
+}
+
+/** Round a value expression of dtype d (computed in its VTYPE) as the interpreter does. */
+function round(d: DType, x: string): string {
+  switch (d) {
+    case 'f32':
+      return x;
+    case 'f16':
+      return `rf16(${x})`;
+    case 'bf16':
+      return `rbf16(${x})`;
+    case 'i32':
+      return `(int32_t)(${x})`;
+    case 'i8':
+      return `(int32_t)(int8_t)(${x})`;
+    case 'u8':
+      return `(int32_t)(uint8_t)(${x})`;
+    case 'bool':
+      return `((${x}) != 0)`;
+  }
+}
+
+const isF = (d: DType) => d === 'f32' || d === 'f16' || d === 'bf16';
+
+interface Ctx {
+  ir: KernelIR;
+  lines: string[];
+  /** C name of each parameter pointer. */
+  param: (i: number) => string;
+}
+
+function operand(o: Operand, d: DType): string {
+  return o.k === 'ref' ? `v${o.id}` : literal(o.v, d);
+}
+
+function loadExpr(ctx: Ctx, param: number, at: string): string {
+  const d = ctx.ir.params[param]!.dtype;
+  const p = ctx.param(param);
+  if (d === 'f16') return `h2f(${p}[${at}])`;
+  if (d === 'bf16') return `bf2f(${p}[${at}])`;
+  return `${p}[${at}]`;
+}
+
+function exprC(ctx: Ctx, d: DType, e: Expr): string {
+  const types = ctx.ir.valueTypes;
+  const typeOf = (o: Operand): DType => (o.k === 'ref' ? types[o.id]! : d);
+  switch (e.k) {
+    case 'load': {
+      const l = loadExpr(ctx, e.param, idx(e.idx));
+      return e.valid.length ? `((${conds(e.valid)}) ? ${l} : 0)` : l;
+    }
+    case 'cast': {
+      const src = operand(e.src, e.from);
+      if (d === 'bool') return `(${src} != 0)`;
+      if (isF(d)) return round(d, `(float)${src}`);
+      if (isF(e.from)) return round(d, `f2i((double)${src})`);
+      return round(d, src);
+    }
+    case 'index':
+      return isF(d) ? round(d, `(float)(${literal(e.start, 'f32').replace(/f$/, '')} + (double)${idx(e.idx)} * ${e.step})`) : round(d, `f2i(${e.start} + (double)${idx(e.idx)} * ${e.step})`);
+    case 'rand':
+      return `tuniform(S[${e.scalar}], S[${e.scalar + 1}], ${idx(e.idx)})`;
+    case 'valid':
+      return `(${conds(e.conds)})`;
+    case 'alu': {
+      const src = e.src.map((o, i) => operand(o, e.op === 'WHERE' && i === 0 ? 'bool' : typeOf(o) ?? d));
+      const [a, b, c] = src as [string, string, string];
+      const f = isF(d);
+      switch (e.op) {
+        case 'WHERE':
+          return `(${a} ? ${b} : ${c})`;
+        case 'ADD':
+          return f ? round(d, `${a} + ${b}`) : d === 'i32' ? `(int32_t)((uint32_t)${a} + (uint32_t)${b})` : round(d, `${a} + ${b}`);
+        case 'MUL':
+          return f ? round(d, `${a} * ${b}`) : d === 'i32' ? `(int32_t)((uint32_t)${a} * (uint32_t)${b})` : round(d, `${a} * ${b}`);
+        case 'MAX':
+          return f ? `tmaxf(${a}, ${b})` : `tmaxi(${a}, ${b})`;
+        case 'CMPLT':
+          return `(${a} < ${b})`;
+        case 'CMPEQ':
+          return `(${a} == ${b})`;
+        case 'NEG':
+          return f ? round(d, `-${a}`) : round(d, `-(int64_t)${a}`);
+        case 'RECIP':
+          return round(d, `1.0f / ${a}`);
+        case 'EXP':
+          return round(d, `texpf(${a})`);
+        case 'LOG':
+          return round(d, `tlogf(${a})`);
+        case 'SQRT':
+          return round(d, `sqrtf(${a})`);
+        case 'SIN':
+          return round(d, `sinf(${a})`);
+        case 'COS':
+          return round(d, `cosf(${a})`);
+        case 'TANH':
+          return round(d, `ttanhf(${a})`);
+        case 'ERF':
+          return round(d, `terff(${a})`);
+      }
+    }
+  }
+  throw new Error(`C renderer: unhandled expression ${JSON.stringify(e)}`);
+}
+
+function storeC(ctx: Ctx, param: number, at: string, v: string): string {
+  const d = ctx.ir.params[param]!.dtype;
+  const p = ctx.param(param);
+  if (d === 'f16') return `${p}[${at}] = f2h(${v});`;
+  if (d === 'bf16') return `${p}[${at}] = f2bf(${v});`;
+  if (d === 'bool') return `${p}[${at}] = (${v}) != 0;`;
+  return `${p}[${at}] = (${CTYPE[d]})(${v});`;
+}
+
+function stmtsC(ctx: Ctx, stmts: readonly Stmt[], ind: string): void {
+  for (const st of stmts) {
+    switch (st.k) {
+      case 'loop':
+        ctx.lines.push(`${ind}for (int64_t ${st.v.name} = 0; ${st.v.name} < ${st.v.max + 1}; ${st.v.name}++) {`);
+        stmtsC(ctx, st.body, ind + '  ');
+        ctx.lines.push(`${ind}}`);
+        break;
+      case 'let':
+        ctx.lines.push(`${ind}const ${VTYPE[st.dtype]} v${st.id} = ${exprC(ctx, st.dtype, st.expr)};`);
+        break;
+      case 'acc':
+        ctx.lines.push(`${ind}${VTYPE[st.dtype]} v${st.id} = ${literal(st.init, st.dtype)};`);
+        break;
+      case 'update': {
+        const d = ctx.ir.valueTypes[st.id]!;
+        const v = operand(st.value, d);
+        if (st.op === 'SUM') {
+          ctx.lines.push(
+            `${ind}v${st.id} = ${isF(d) ? round(d, `v${st.id} + ${v}`) : d === 'i32' ? `(int32_t)((uint32_t)v${st.id} + (uint32_t)${v})` : round(d, `v${st.id} + ${v}`)};`,
+          );
+        } else {
+          ctx.lines.push(`${ind}if (${v} > v${st.id}${isF(d) ? ` || ${v} != ${v}` : ''}) v${st.id} = ${v};`);
+        }
+        break;
+      }
+      case 'store':
+        ctx.lines.push(ind + storeC(ctx, st.param, idx(st.idx), operand(st.value, ctx.ir.params[st.param]!.dtype)));
+        break;
+    }
+  }
+}
+
+function paramDecls(ir: KernelIR): string[] {
+  return ir.params.map((p, i) => `  ${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)A[${i}];`);
+}
+
+/** Leading perfectly nested global loops of a body. */
+function globalNest(body: readonly Stmt[]): { vars: IVar[]; inner: readonly Stmt[] } {
+  const vars: IVar[] = [];
+  let cur = body;
+  while (cur.length === 1 && cur[0]!.k === 'loop' && cur[0]!.kind === 'global') {
+    vars.push(cur[0]!.v);
+    cur = cur[0]!.body;
+  }
+  return { vars, inner: cur };
+}
+
+/** Total scalar work of a body per outer iteration, to decide whether threads are worth waking. */
+function work(stmts: readonly Stmt[]): number {
+  let w = 0;
+  for (const s of stmts) w += s.k === 'loop' ? (s.v.max + 1) * work(s.body) : 1;
+  return w;
+}
+
+const PARALLEL_MIN_WORK = 1 << 15;
+
+/** A generic kernel: loop nest with the leading global loops collapsed and split across threads. */
+function renderLoopKernel(ir: KernelIR, fn: string): string {
+  const { vars, inner } = globalNest(ir.body);
+  const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+  // Collapse leading loops until there is enough parallel work to split.
+  let collapse = 0;
+  let extent = 1;
+  while (collapse < vars.length && extent < 64) extent *= vars[collapse++]!.max + 1;
+  const rest = vars.slice(collapse);
+  const total = work(ir.body);
+  const out: string[] = [];
+  out.push(`static void ${fn}_range(void *const *A, const uint32_t *S, int64_t lo, int64_t hi) {`);
+  out.push(...paramDecls(ir));
+  out.push(`  (void)S;`);
+  out.push(`  for (int64_t P = lo; P < hi; P++) {`);
+  let stride = 1;
+  const decls: string[] = [];
+  for (let i = collapse - 1; i >= 0; i--) {
+    const e = vars[i]!.max + 1;
+    decls.unshift(`    const int64_t ${vars[i]!.name} = ${i === 0 ? `P / ${stride}` : `(P / ${stride}) % ${e}`};`);
+    stride *= e;
+  }
+  out.push(...decls);
+  let ind = '    ';
+  for (const v of rest) {
+    out.push(`${ind}for (int64_t ${v.name} = 0; ${v.name} < ${v.max + 1}; ${v.name}++) {`);
+    ind += '  ';
+  }
+  stmtsC(ctx, inner, ind);
+  out.push(...ctx.lines);
+  for (let i = rest.length; i > 0; i--) out.push(`${'    ' + '  '.repeat(i - 1)}}`);
+  out.push('  }');
+  out.push('}');
+  out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_ctx;`);
+  out.push(`static void ${fn}_task(void *c, int64_t lo, int64_t hi) { ${fn}_ctx *x = (${fn}_ctx *)c; ${fn}_range(x->A, x->S, lo, hi); }`);
+  out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+  if (total < PARALLEL_MIN_WORK || extent < 2) out.push(`  ${fn}_range(A, S, 0, ${extent});`);
+  else out.push(`  ${fn}_ctx c = { A, S };\n  T->parallel_for(${extent}, ${fn}_task, &c);`);
+  out.push('}');
+  return out.join('\n');
+}
+
+// ------------------------------------------------------------------------------------------------
+// Contractions through the GEMM driver
+// ------------------------------------------------------------------------------------------------
+
+interface GemmPlan {
+  batch: IVar[];
+  m: IVar[];
+  n: IVar[];
+  k: IVar[];
+  pre: readonly Stmt[]; // global-scope statements before the accumulator (epilogue operands)
+  accId: number;
+  reduceBody: readonly Stmt[];
+  aStmts: Stmt[];
+  bStmts: Stmt[];
+  a: Operand;
+  b: Operand;
+  post: readonly Stmt[];
+}
+
+function refsOf(e: Expr | Operand): number[] {
+  if ('k' in e && e.k === 'ref') return [e.id];
+  if ('k' in e && e.k === 'const') return [];
+  const x = e as Expr;
+  if (x.k === 'alu') return x.src.flatMap(refsOf);
+  if (x.k === 'cast') return refsOf(x.src);
+  return [];
+}
+
+function varsOfExpr(e: Expr): Set<string> {
+  const out = new Set<string>();
+  const add = (i: IExpr) => {
+    if (i.k === 'v') out.add(i.name);
+    else if (i.k === 'sum') i.terms.forEach(([a]) => add(a));
+    else if (i.k === 'div' || i.k === 'mod') add(i.a);
+  };
+  if (e.k === 'load' || e.k === 'index' || e.k === 'rand') {
+    add(e.idx);
+    if (e.k === 'load') e.valid.forEach((c) => add(c.e));
+  } else if (e.k === 'valid') e.conds.forEach((c) => add(c.e));
+  return out;
+}
+
+/** Recognise the IR shape of a contraction and split its reduce body into the two operands. */
+function planGemm(ir: KernelIR): GemmPlan | undefined {
+  if (ir.kind !== 'contraction') return undefined;
+  const { vars, inner } = globalNest(ir.body);
+  const accAt = inner.findIndex((s) => s.k === 'acc');
+  if (accAt < 0 || inner.filter((s) => s.k === 'acc').length !== 1) return undefined;
+  const acc = inner[accAt] as Extract<Stmt, { k: 'acc' }>;
+  if (acc.dtype !== 'f32') return undefined;
+  const loop = inner[accAt + 1];
+  if (!loop || loop.k !== 'loop' || loop.kind !== 'reduce') return undefined;
+  const k: IVar[] = [];
+  let body: readonly Stmt[] = [loop];
+  while (body.length === 1 && body[0]!.k === 'loop') {
+    k.push(body[0]!.v);
+    body = body[0]!.body;
+  }
+  if (body.some((s) => s.k === 'loop' || s.k === 'acc' || s.k === 'store')) return undefined;
+  const upd = body[body.length - 1]!;
+  if (upd.k !== 'update' || upd.op !== 'SUM' || upd.id !== acc.id || upd.value.k !== 'ref') return undefined;
+  const lets = new Map<number, Extract<Stmt, { k: 'let' }>>();
+  for (const s of body) if (s.k === 'let') lets.set(s.id, s);
+  // The accumulated value: MUL(x, y), possibly behind a cast to f32.
+  let top = lets.get(upd.value.id);
+  if (top && top.expr.k === 'cast') top = top.expr.src.k === 'ref' ? lets.get(top.expr.src.id) : undefined;
+  if (!top || top.expr.k !== 'alu' || top.expr.op !== 'MUL') return undefined;
+  const [x, y] = top.expr.src as [Operand, Operand];
+  let outside = false;
+  const closure = (o: Operand): { stmts: Stmt[]; vars: Set<string> } => {
+    const ids = new Set<number>();
+    const visit = (id: number) => {
+      if (ids.has(id)) return;
+      const l = lets.get(id);
+      if (!l) {
+        outside = true; // reads a value computed outside the reduce loop: not a packable operand
+        return;
+      }
+      ids.add(id);
+      refsOf(l.expr).forEach(visit);
+    };
+    if (o.k === 'ref') visit(o.id);
+    const stmts = body.filter((s) => s.k === 'let' && ids.has(s.id));
+    const vs = new Set<string>();
+    for (const s of stmts) if (s.k === 'let') varsOfExpr(s.expr).forEach((v) => vs.add(v));
+    return { stmts, vars: vs };
+  };
+  const ca = closure(x);
+  const cb = closure(y);
+  if (outside) return undefined;
+  const kNames = new Set(k.map((v) => v.name));
+  const m: IVar[] = [];
+  const n: IVar[] = [];
+  const batch: IVar[] = [];
+  for (const v of vars) {
+    const inA = ca.vars.has(v.name);
+    const inB = cb.vars.has(v.name);
+    if (inA && !inB) m.push(v);
+    else if (inB && !inA) n.push(v);
+    else batch.push(v);
+  }
+  // Operand closures may only use their own axes.
+  for (const v of ca.vars) if (!kNames.has(v) && !m.some((q) => q.name === v) && !batch.some((q) => q.name === v)) return undefined;
+  for (const v of cb.vars) if (!kNames.has(v) && !n.some((q) => q.name === v) && !batch.some((q) => q.name === v)) return undefined;
+  if (m.length === 0 || n.length === 0) return undefined;
+  const post = inner.slice(accAt + 2);
+  return { batch, m, n, k, pre: inner.slice(0, accAt), accId: acc.id, reduceBody: body, aStmts: ca.stmts, bStmts: cb.stmts, a: x, b: y, post };
+}
+
+/** Emit `name = flat decomposed over vars` declarations (row-major over the vars' extents). */
+function decompose(vars: readonly IVar[], flat: string, ind: string): string[] {
+  const out: string[] = [];
+  let stride = 1;
+  for (let i = vars.length - 1; i >= 0; i--) {
+    const e = vars[i]!.max + 1;
+    out.unshift(`${ind}const int64_t ${vars[i]!.name} = ${i === 0 ? `(${flat}) / ${stride}` : `((${flat}) / ${stride}) % ${e}`};`);
+    stride *= e;
+  }
+  return out;
+}
+
+const extentOf = (vars: readonly IVar[]) => vars.reduce((p, v) => p * (v.max + 1), 1);
+
+function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
+  const M = extentOf(g.m);
+  const N = extentOf(g.n);
+  const K = extentOf(g.k);
+  const B = extentOf(g.batch);
+  const out: string[] = [];
+  const params = (ind: string) =>
+    ir.params.map((p, i) => `${ind}${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`);
+  const batchDecls = (ind: string) => decompose(g.batch, 'c->batch', ind);
+  out.push(`typedef struct { void *const *A; const uint32_t *S; int64_t batch; } ${fn}_ctx;`);
+  const operandFn = (which: 'a' | 'b') => {
+    const stmts = which === 'a' ? g.aStmts : g.bStmts;
+    const value = which === 'a' ? g.a : g.b;
+    const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+    stmtsC(ctx, stmts, '      ');
+    const lines: string[] = [];
+    if (which === 'a') {
+      lines.push(`static void ${fn}_pack_a(const void *cv, int m0, int mc, int k0, int kc, float *dst) {`);
+    } else {
+      lines.push(`static void ${fn}_pack_b(const void *cv, int k0, int kc, int n0, int nc, float *dst) {`);
+    }
+    lines.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), `  (void)c;`, ...batchDecls('  '));
+    const ops = ctx.lines.map((l) => '    ' + l);
+    const val = `(float)${operand(value, 'f32')}`;
+    if (which === 'a') {
+      // Row by row: the row's axes are decomposed once, the k loop reads along contiguous memory.
+      lines.push(`  for (int p = 0; p < (mc + TESSERA_MR - 1) / TESSERA_MR; p++) {`);
+      lines.push(`    for (int r = 0; r < TESSERA_MR; r++) {`);
+      lines.push(`      const int64_t mf = (int64_t)m0 + p * TESSERA_MR + r;`);
+      lines.push(`      float *d = dst + (int64_t)p * kc * TESSERA_MR + r;`);
+      lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < kc; k++) d[(int64_t)k * TESSERA_MR] = 0.0f; continue; }`);
+      lines.push(...decompose(g.m, 'mf', '      '));
+      lines.push(`      for (int k = 0; k < kc; k++) {`);
+      lines.push(...decompose(g.k, 'k0 + k', '        '));
+      lines.push(...ops.map((l) => '  ' + l));
+      lines.push(`        d[(int64_t)k * TESSERA_MR] = ${val};`);
+      lines.push(`      }`);
+      lines.push(`    }`);
+      lines.push(`  }`);
+    } else {
+      // k by k: the inner loop runs along n, contiguous for row-major operands.
+      lines.push(`  for (int p = 0; p < (nc + TESSERA_NR - 1) / TESSERA_NR; p++) {`);
+      lines.push(`    const int64_t nb = (int64_t)n0 + p * TESSERA_NR;`);
+      lines.push(`    int lim = TESSERA_NR;`);
+      lines.push(`    if (nb + lim > (int64_t)n0 + nc) lim = (int)((int64_t)n0 + nc - nb);`);
+      lines.push(`    if (nb + lim > ${N}) lim = (int)(${N} - nb);`);
+      lines.push(`    for (int k = 0; k < kc; k++) {`);
+      lines.push(...decompose(g.k, 'k0 + k', '      '));
+      lines.push(`      float *d = dst + ((int64_t)p * kc + k) * TESSERA_NR;`);
+      lines.push(`      int q = 0;`);
+      lines.push(`      for (; q < lim; q++) {`);
+      lines.push(`        const int64_t nf = nb + q;`);
+      lines.push(...decompose(g.n, 'nf', '        '));
+      lines.push(...ops.map((l) => '  ' + l));
+      lines.push(`        d[q] = ${val};`);
+      lines.push(`      }`);
+      lines.push(`      for (; q < TESSERA_NR; q++) d[q] = 0.0f;`);
+      lines.push(`    }`);
+      lines.push(`  }`);
+    }
+    lines.push(`}`);
+    return lines.join('\n');
+  };
+  out.push(operandFn('a'));
+  out.push(operandFn('b'));
+  // Epilogue: the global-scope statements around the accumulator, with the accumulator as the tile value.
+  const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+  stmtsC(ctx, g.pre, '      ');
+  ctx.lines.push(`      const float v${g.accId} = acc[(int64_t)r * ldacc + q];`);
+  stmtsC(ctx, g.post, '      ');
+  out.push(`static void ${fn}_epilogue(const void *cv, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {`);
+  out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
+  out.push(`  for (int r = 0; r < mr; r++) {`);
+  out.push(...decompose(g.m, 'm0 + r', '    '));
+  out.push(`    for (int q = 0; q < nr; q++) {`);
+  out.push(...decompose(g.n, 'n0 + q', '      '));
+  out.push(...ctx.lines);
+  out.push(`    }`);
+  out.push(`  }`);
+  out.push(`}`);
+  const desc = `{ .M = ${M}, .N = ${N}, .K = ${K}, .pack_a = ${fn}_pack_a, .pack_b = ${fn}_pack_b, .epilogue = ${fn}_epilogue, .ctx = &c }`;
+  out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_bctx;`);
+  out.push(`static void ${fn}_batch(void *cv, int64_t lo, int64_t hi) {`);
+  out.push(`  const ${fn}_bctx *x = (const ${fn}_bctx *)cv;`);
+  out.push(`  for (int64_t bi = lo; bi < hi; bi++) { ${fn}_ctx c = { x->A, x->S, bi }; tessera_gemm g = ${desc}; T->gemm_serial(&g); }`);
+  out.push(`}`);
+  out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+  const flops = 2 * M * N * K;
+  if (B > 1 && (flops < 1 << 22 || B >= 8)) {
+    // Many small products (attention heads): one whole GEMM per task.
+    out.push(`  ${fn}_bctx x = { A, S };`);
+    out.push(B * flops < PARALLEL_MIN_WORK * 4 ? `  ${fn}_batch(&x, 0, ${B});` : `  T->parallel_for(${B}, ${fn}_batch, &x);`);
+  } else {
+    out.push(`  for (int64_t bi = 0; bi < ${B}; bi++) {`);
+    out.push(`    ${fn}_ctx c = { A, S, bi };`);
+    out.push(`    tessera_gemm g = ${desc};`);
+    out.push(flops < PARALLEL_MIN_WORK * 8 ? `    T->gemm_serial(&g);` : `    T->gemm_parallel(&g);`);
+    out.push(`  }`);
+  }
+  out.push(`}`);
+  return out.join('\n');
+}
+
+/** C source of one kernel, defining `void fn(void *const *args, const uint32_t *scalars)`. */
+export function renderKernelC(ir: KernelIR, fn: string): string {
+  const g = planGemm(ir);
+  const body = g ? renderGemmKernel(ir, fn, g) : renderLoopKernel(ir, fn);
+  return `/* ${ir.name}: ${ir.kind}${g ? ' via GEMM driver' : ''} */\n${body}\n`;
+}
+
+/** Whether a kernel takes the GEMM template (for tests and statistics). */
+export function usesGemmTemplate(ir: KernelIR): boolean {
+  return planGemm(ir) !== undefined;
+}

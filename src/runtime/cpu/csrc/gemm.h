@@ -1,0 +1,410 @@
+/*
+ * Tessera SGEMM core: BLIS-style packed, register-blocked single-precision GEMM
+ * whose operand packing and output epilogue are callbacks (see GEMM.md).
+ *
+ *   C[M x N] = epilogue( A[M x K] * B[K x N] )
+ *
+ * Header-only. Everything except the entry point is `static`. Define
+ * TESSERA_GEMM_IMPLEMENTATION in exactly one translation unit before including this
+ * header to emit the (exported) definition of tessera_gemm_run; other units get the
+ * declaration only. Portable C (GCC/Clang vector extensions); the ISA is picked at
+ * compile time: AVX-512F (fast path), AVX2+FMA, NEON, or scalar.
+ */
+#ifndef TESSERA_GEMM_H
+#define TESSERA_GEMM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- ISA selection */
+/* TESSERA_VL: floats per vector register; TESSERA_MR x TESSERA_NR: register tile
+   (MR rows broadcast from packed A, NR = TESSERA_NV vectors of packed B).
+   Defaults: MC rows of A per L2 block, KC depth per block, NC columns of B per L3 block. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define TESSERA_GEMM_ISA "avx512"
+#define TESSERA_VL 16
+#define TESSERA_MR 14
+#define TESSERA_NV 2
+#define TESSERA_MC_DEFAULT 112
+#define TESSERA_KC_DEFAULT 512
+#define TESSERA_NC_DEFAULT 1024
+#elif defined(__AVX2__) && defined(__FMA__)
+#define TESSERA_GEMM_ISA "avx2"
+#define TESSERA_VL 8
+#define TESSERA_MR 6
+#define TESSERA_NV 2
+#define TESSERA_MC_DEFAULT 96
+#define TESSERA_KC_DEFAULT 256
+#define TESSERA_NC_DEFAULT 1024
+#elif defined(__ARM_NEON) || defined(__ARM_NEON__)
+#define TESSERA_GEMM_ISA "neon"
+#define TESSERA_VL 4
+#define TESSERA_MR 8
+#define TESSERA_NV 3
+#define TESSERA_MC_DEFAULT 96
+#define TESSERA_KC_DEFAULT 256
+#define TESSERA_NC_DEFAULT 1032
+#else
+#define TESSERA_GEMM_ISA "scalar"
+#define TESSERA_VL 1
+#define TESSERA_MR 4
+#define TESSERA_NV 4
+#define TESSERA_MC_DEFAULT 64
+#define TESSERA_KC_DEFAULT 256
+#define TESSERA_NC_DEFAULT 512
+#endif
+#define TESSERA_NR (TESSERA_VL * TESSERA_NV)
+/* Default cap on the per-thread packed B panel (K x nc floats): nc shrinks for very deep K. */
+#ifndef TESSERA_B_BUDGET
+#define TESSERA_B_BUDGET (4 << 20)
+#endif
+
+#if TESSERA_VL > 1
+typedef float tessera_vf __attribute__((vector_size(TESSERA_VL * 4)));
+/* Unaligned, aliasing-safe view for loads/stores of user memory. */
+typedef float tessera_vfu __attribute__((vector_size(TESSERA_VL * 4), aligned(4), may_alias));
+#else
+typedef float tessera_vf;
+typedef float tessera_vfu;
+#endif
+
+#define TESSERA_ALIGN 64
+
+/* ---------------------------------------------------------------- interface */
+typedef struct tessera_gemm {
+  int M, N, K;
+  /* Pack rows [m0, m0+mc) x cols [k0, k0+kc) of the logical A (M x K) into dst as MR-row panels:
+     dst[(p*kc + k)*TESSERA_MR + r] = A[m0 + p*TESSERA_MR + r][k0 + k], zero for rows >= M. */
+  void (*pack_a)(const void *ctx, int m0, int mc, int k0, int kc, float *dst);
+  /* Pack rows [k0, k0+kc) x cols [n0, n0+nc) of the logical B (K x N) into dst as NR-column panels:
+     dst[(p*kc + k)*TESSERA_NR + c] = B[k0 + k][n0 + p*TESSERA_NR + c], zero for cols >= N. */
+  void (*pack_b)(const void *ctx, int k0, int kc, int n0, int nc, float *dst);
+  /* A finished tile: acc[r*ldacc + c] = sum_k A[m0+r][k] * B[k][n0+c] for r < mr, c < nr (mr <= MR, nr <= NR
+     clipped at the matrix edge). Called exactly once per output element, after the full K reduction. */
+  void (*epilogue)(const void *ctx, int m0, int mr, int n0, int nr, const float *acc, int ldacc);
+  const void *ctx;
+  /* Blocking (0 = default chosen by the header for this ISA): */
+  int mc, kc, nc;
+} tessera_gemm;
+/* Computes this thread's share (thread_index of thread_count; the caller runs every index on its own
+   thread concurrently and waits for all). Work split must need no barrier between threads: e.g. split N
+   (or M when N is small) into disjoint ranges, each thread packing its own panels. Scratch memory: use
+   aligned thread-local buffers allocated once and reused (grown when needed), never freed per call. */
+void tessera_gemm_run(const tessera_gemm *g, int thread_index, int thread_count);
+
+/* Driver guarantees to the callbacks (beyond the comments above):
+   - m0 is a multiple of TESSERA_MR and n0 of TESSERA_NR; mc (nc) is a multiple of MR (NR) unless
+     m0+mc == M (n0+nc == N), so padding rows/cols of a partial panel are exactly those >= M (>= N).
+     The padding only ever reaches padding outputs, so a pack routine that leaves it unwritten is
+     still correct (just uses uninitialised values in discarded lanes); zero it anyway.
+   - dst is 64-byte aligned. B panels and their NR-float rows are vector aligned (NR*4 is a multiple of
+     the vector size), so pack_b may use aligned vector stores; A panels are only float aligned.
+   - acc is 64-byte aligned with ldacc == TESSERA_NR (rows of acc are vector aligned); it is only valid
+     during the call. Within a block of mc rows, tiles are usually visited down a column (m0 += MR with
+     n0 fixed), then the next column: an epilogue may prefetch the next tile's output on that basis.
+   - With K == 0 the epilogue is still called once per element, with acc all zero.
+   - Callbacks run on the thread that called tessera_gemm_run; with several threads they run
+     concurrently and must only write their own dst / their own output tile. */
+
+/* ---------------------------------------------------------------- plain row-major callbacks */
+typedef struct tessera_gemm_rowmajor {
+  const float *A, *B; /* A: M x K (row stride lda), B: K x N (row stride ldb) */
+  float *C;           /* C: M x N (row stride ldc), overwritten */
+  int lda, ldb, ldc;
+} tessera_gemm_rowmajor;
+
+/* Pack a block of row-major A (transpose into MR-interleaved panels). */
+static inline void tessera_pack_a_rowmajor_ex(const float *A, int lda, int m0, int mc, int k0, int kc,
+                                              float *dst) {
+  const int MR = TESSERA_MR;
+  for (int i = 0; i < mc; i += MR, dst += (size_t)kc * MR) {
+    int rows = mc - i < MR ? mc - i : MR;
+    const float *src = A + (size_t)(m0 + i) * lda + k0;
+#if defined(__AVX512F__)
+    if (rows == MR) {
+      /* 16 k at a time: load 16 rows (14 real + 2 zero) x 16 floats, transpose with the classic
+         unpack/shuffle network, store 16 columns of 14 floats with masked stores. */
+      int k = 0;
+      for (; k + 16 <= kc; k += 16) {
+        __m512 r[16], t[16];
+        for (int q = 0; q < MR; ++q) r[q] = _mm512_loadu_ps(src + (size_t)q * lda + k);
+        r[14] = r[15] = _mm512_setzero_ps();
+        for (int q = 0; q < 16; q += 2) {
+          t[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
+          t[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
+        }
+        for (int q = 0; q < 16; q += 4) {
+          __m512d a0 = _mm512_castps_pd(t[q]), a1 = _mm512_castps_pd(t[q + 1]);
+          __m512d a2 = _mm512_castps_pd(t[q + 2]), a3 = _mm512_castps_pd(t[q + 3]);
+          r[q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+          r[q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+          r[q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+          r[q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+        }
+        /* r[4g + j] now holds, per 128-bit lane l, rows 4g..4g+3 of column 4l + j. */
+        for (int j = 0; j < 4; ++j) {
+          __m512 x0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);      /* lanes 0,2 | 0,2 */
+          __m512 x1 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);      /* lanes 1,3 | 1,3 */
+          __m512 x2 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+          __m512 x3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+          t[j] = _mm512_shuffle_f32x4(x0, x2, 0x88);      /* column j      (lane 0) */
+          t[8 + j] = _mm512_shuffle_f32x4(x0, x2, 0xdd);  /* column 8 + j  (lane 2) */
+          t[4 + j] = _mm512_shuffle_f32x4(x1, x3, 0x88);  /* column 4 + j  (lane 1) */
+          t[12 + j] = _mm512_shuffle_f32x4(x1, x3, 0xdd); /* column 12 + j (lane 3) */
+        }
+        float *d = dst + (size_t)k * MR;
+        for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(d + q * MR, (__mmask16)0x3fff, t[q]);
+      }
+      for (; k < kc; ++k)
+        for (int r = 0; r < MR; ++r) dst[(size_t)k * MR + r] = src[(size_t)r * lda + k];
+      continue;
+    }
+#endif
+    for (int k = 0; k < kc; ++k) {
+      float *d = dst + (size_t)k * MR;
+      int r = 0;
+      for (; r < rows; ++r) d[r] = src[(size_t)r * lda + k];
+      for (; r < MR; ++r) d[r] = 0.0f;
+    }
+  }
+}
+
+/* Pack a block of row-major B: each panel row is a contiguous NR-float copy. Rows are visited in groups
+   of 8 across all panels, so the reads stream along rows of B (instead of striding down a column of
+   panels, one page per row) while the writes stay within a few 1 KiB runs. */
+static inline void tessera_pack_b_rowmajor_ex(const float *B, int ldb, int k0, int kc, int n0, int nc,
+                                              float *dst) {
+  const int NR = TESSERA_NR;
+  const int full = nc / NR; /* panels without padding */
+  for (int kb = 0; kb < kc; kb += 8) {
+    const int ke = kb + 8 < kc ? kb + 8 : kc;
+    for (int p = 0; p < full; ++p) {
+      const float *src = B + (size_t)(k0 + kb) * ldb + n0 + p * NR;
+      float *d = dst + ((size_t)p * kc + kb) * NR;
+      for (int k = kb; k < ke; ++k, src += ldb, d += NR)
+        for (int v = 0; v < TESSERA_NV; ++v)
+          ((tessera_vf *)d)[v] = *(const tessera_vfu *)(src + v * TESSERA_VL);
+    }
+  }
+  if (full * NR < nc) { /* last, partial panel: zero the padding columns */
+    const int cols = nc - full * NR;
+    const float *src = B + (size_t)k0 * ldb + n0 + full * NR;
+    float *d = dst + (size_t)full * kc * NR;
+    for (int k = 0; k < kc; ++k, src += ldb, d += NR) {
+      int c = 0;
+      for (; c < cols; ++c) d[c] = src[c];
+      for (; c < NR; ++c) d[c] = 0.0f;
+    }
+  }
+}
+
+static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {
+  const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
+  tessera_pack_a_rowmajor_ex(p->A, p->lda, m0, mc, k0, kc, dst);
+}
+
+static inline void tessera_pack_b_rowmajor(const void *ctx, int k0, int kc, int n0, int nc, float *dst) {
+  const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
+  tessera_pack_b_rowmajor_ex(p->B, p->ldb, k0, kc, n0, nc, dst);
+}
+
+static inline void tessera_store_rowmajor(const void *ctx, int m0, int mr, int n0, int nr, const float *acc,
+                                          int ldacc) {
+  const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
+  float *c = p->C + (size_t)m0 * p->ldc + n0;
+  /* The driver's next tile is usually the one below (m0 + MR, same n0): prefetch its rows for writing
+     so the read-for-ownership misses overlap with the next micro-kernel instead of stalling the stores.
+     (A prefetch never faults; the address is formed as an integer, so past-the-end rows are harmless.) */
+  for (int r = 0; r < TESSERA_MR; ++r) {
+    uintptr_t nx = (uintptr_t)c + ((size_t)(TESSERA_MR + r) * p->ldc) * sizeof(float);
+    __builtin_prefetch((const void *)nx, 1, 3);
+    __builtin_prefetch((const void *)(nx + TESSERA_NR * sizeof(float) - 1), 1, 3);
+  }
+  if (nr == TESSERA_NR) {
+    for (int r = 0; r < mr; ++r)
+      for (int v = 0; v < TESSERA_NV; ++v)
+        *(tessera_vfu *)(c + (size_t)r * p->ldc + v * TESSERA_VL) =
+            *(const tessera_vf *)(acc + (size_t)r * ldacc + v * TESSERA_VL);
+  } else {
+    for (int r = 0; r < mr; ++r) memcpy(c + (size_t)r * p->ldc, acc + (size_t)r * ldacc, sizeof(float) * nr);
+  }
+}
+
+/* ---------------------------------------------------------------- micro-kernel */
+/* c[MR x NR] (row stride NR, 64-byte aligned) = (accumulate ? c : 0) + A panel * B panel over kc. */
+static inline void tessera_ukernel(int kc, const float *__restrict a, const float *__restrict b,
+                                   float *__restrict c, int accumulate) {
+  enum { MR = TESSERA_MR, NV = TESSERA_NV, VL = TESSERA_VL, NR = TESSERA_NR };
+  tessera_vf acc[MR][NV];
+  if (accumulate) {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = *(const tessera_vf *)(c + r * NR + v * VL);
+  } else {
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = (tessera_vf){0};
+  }
+  for (int k = 0; k < kc; ++k) {
+    tessera_vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = *(const tessera_vf *)(b + v * VL);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+#if defined(__AVX512F__)
+      tessera_vf av = (tessera_vf)_mm512_set1_ps(a[r]);
+#else
+      tessera_vf av = a[r] - (tessera_vf){0};
+#endif
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
+    }
+    a += MR;
+    b += NR;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) *(tessera_vf *)(c + r * NR + v * VL) = acc[r][v];
+}
+
+/* ---------------------------------------------------------------- scratch */
+typedef struct tessera_scratch {
+  float *p;
+  size_t cap; /* floats */
+} tessera_scratch;
+
+static inline float *tessera_scratch_get(tessera_scratch *s, size_t floats) {
+  if (floats > s->cap) {
+    size_t n = floats + floats / 4 + 1024;
+    size_t bytes = (n * sizeof(float) + TESSERA_ALIGN - 1) / TESSERA_ALIGN * TESSERA_ALIGN;
+    float *p = (float *)aligned_alloc(TESSERA_ALIGN, bytes);
+    if (!p) return NULL;
+    free(s->p);
+    s->p = p;
+    s->cap = bytes / sizeof(float);
+  }
+  return s->p;
+}
+
+static inline int tessera_round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+#endif /* TESSERA_GEMM_H */
+
+/* ================================================================ implementation */
+#if defined(TESSERA_GEMM_IMPLEMENTATION) && !defined(TESSERA_GEMM_IMPLEMENTED)
+#define TESSERA_GEMM_IMPLEMENTED
+
+static __thread tessera_scratch tessera_tls_a, tessera_tls_b, tessera_tls_w;
+
+/* Frees this thread's scratch buffers (they are otherwise kept for the thread's lifetime and reused).
+   Only needed by threads that exit; persistent pool workers never call it. */
+static inline void tessera_gemm_free_scratch(void) {
+  tessera_scratch *s[3] = {&tessera_tls_a, &tessera_tls_b, &tessera_tls_w};
+  for (int i = 0; i < 3; ++i) {
+    free(s[i]->p);
+    s[i]->p = NULL;
+    s[i]->cap = 0;
+  }
+}
+
+__attribute__((visibility("default"))) void tessera_gemm_run(const tessera_gemm *g, int thread_index,
+                                                             int thread_count) {
+  enum { MR = TESSERA_MR, NR = TESSERA_NR };
+  const int M = g->M, N = g->N, K = g->K;
+  if (M <= 0 || N <= 0 || thread_count <= 0 || thread_index < 0 || thread_index >= thread_count) return;
+
+  /* ---- this thread's output range: split N (in NR units) or M (in MR units), no barrier needed. */
+  int m_begin = 0, m_end = M, n_begin = 0, n_end = N;
+  if (thread_count > 1) {
+    int un = (N + NR - 1) / NR, um = (M + MR - 1) / MR;
+    /* Prefer splitting N: it keeps whole-K panels of B private. Split M when N gives too few units
+       for an even split. */
+    int split_n = un >= 4 * thread_count || (un >= thread_count && un >= um);
+    int units = split_n ? un : um;
+    int lo = (int)((long long)units * thread_index / thread_count);
+    int hi = (int)((long long)units * (thread_index + 1) / thread_count);
+    if (lo >= hi) return;
+    if (split_n) {
+      n_begin = lo * NR;
+      n_end = hi * NR < N ? hi * NR : N;
+    } else {
+      m_begin = lo * MR;
+      m_end = hi * MR < M ? hi * MR : M;
+    }
+  }
+
+  /* ---- blocking */
+  int mc = g->mc > 0 ? tessera_round_up(g->mc, MR) : TESSERA_MC_DEFAULT;
+  int kc = g->kc > 0 ? g->kc : TESSERA_KC_DEFAULT;
+  int nc = g->nc > 0 ? tessera_round_up(g->nc, NR) : TESSERA_NC_DEFAULT;
+  if (g->nc <= 0 && K > 0) { /* the packed B panel holds all of K: keep it within TESSERA_B_BUDGET */
+    long long cap = (long long)TESSERA_B_BUDGET / ((long long)K * (long long)sizeof(float)) / NR * NR;
+    if (cap < nc) nc = cap < NR ? NR : (int)cap;
+  }
+  if (kc > K) kc = K;
+  {
+    int mm = tessera_round_up(m_end - m_begin, MR);
+    if (mc > mm) mc = mm;
+    int nn = tessera_round_up(n_end - n_begin, NR);
+    if (nc > nn) nc = nn;
+  }
+
+  __attribute__((aligned(TESSERA_ALIGN))) float tile[TESSERA_MR * TESSERA_NR];
+
+  if (K <= 0) { /* empty reduction: the epilogue sees zeros */
+    memset(tile, 0, sizeof tile);
+    for (int i = m_begin; i < m_end; i += MR)
+      for (int j = n_begin; j < n_end; j += NR)
+        g->epilogue(g->ctx, i, m_end - i < MR ? m_end - i : MR, j, n_end - j < NR ? n_end - j : NR, tile, NR);
+    return;
+  }
+
+  const int nk = (K + kc - 1) / kc; /* number of kc blocks */
+  float *abuf = tessera_scratch_get(&tessera_tls_a, (size_t)mc * kc);
+  float *bbuf = tessera_scratch_get(&tessera_tls_b, (size_t)K * nc);
+  float *wbuf = nk > 1 ? tessera_scratch_get(&tessera_tls_w, (size_t)mc * nc) : NULL;
+  if (!abuf || !bbuf || (nk > 1 && !wbuf)) abort();
+
+  for (int jc = n_begin; jc < n_end; jc += nc) {
+    const int ncb = n_end - jc < nc ? n_end - jc : nc;
+    const int np = (ncb + NR - 1) / NR;
+    /* B panel for all of K: kc-block pc lives at bbuf + pc*np*NR (blocks before it are full kc deep). */
+    for (int pc = 0; pc < K; pc += kc) {
+      const int kcb = K - pc < kc ? K - pc : kc;
+      g->pack_b(g->ctx, pc, kcb, jc, ncb, bbuf + (size_t)pc * np * NR);
+    }
+    for (int ic = m_begin; ic < m_end; ic += mc) {
+      const int mcb = m_end - ic < mc ? m_end - ic : mc;
+      const int mp = (mcb + MR - 1) / MR;
+      for (int pc = 0; pc < K; pc += kc) {
+        const int kcb = K - pc < kc ? K - pc : kc;
+        const int first = pc == 0, last = pc + kcb >= K;
+        g->pack_a(g->ctx, ic, mcb, pc, kcb, abuf);
+        const float *bblk = bbuf + (size_t)pc * np * NR;
+        for (int jp = 0; jp < np; ++jp) {
+          const float *bp = bblk + (size_t)jp * kcb * NR;
+          const int n0 = jc + jp * NR, nr = n_end - n0 < NR ? n_end - n0 : NR;
+          for (int ip = 0; ip < mp; ++ip) {
+            const float *ap = abuf + (size_t)ip * kcb * MR;
+            const int m0 = ic + ip * MR, mr = m_end - m0 < MR ? m_end - m0 : MR;
+            if (first && last) {
+              tessera_ukernel(kcb, ap, bp, tile, 0);
+              g->epilogue(g->ctx, m0, mr, n0, nr, tile, NR);
+            } else {
+              float *w = wbuf + ((size_t)jp * mp + ip) * (MR * NR);
+              tessera_ukernel(kcb, ap, bp, w, !first);
+              if (last) g->epilogue(g->ctx, m0, mr, n0, nr, w, NR);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+#endif /* TESSERA_GEMM_IMPLEMENTATION */
