@@ -67,7 +67,10 @@ export interface ScheduleOptions {
   recomputeLimit?: number;
 }
 
-type Walk = (n: LazyNode, inReduce: boolean, expanded: boolean) => void;
+type Walk = (n: LazyNode, inReduce: boolean, expansion: number) => void;
+
+/** Broadcast factor above which an expensive value feeding a reduction is stored, not recomputed. */
+const PROLOGUE_EXPANSION = 16;
 
 export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptions = {}): Schedule {
   const maxBuffers = opts.maxBuffersPerKernel ?? Infinity;
@@ -109,15 +112,15 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
     for (const root of order) {
       if (!materialised.has(root)) continue;
       const seen = new Set<string>();
-      const walk: Walk = (n, inReduce, expanded) => {
-        const key = `${n.id}|${inReduce}|${expanded}`;
+      const walk: Walk = (n, inReduce, expansion) => {
+        const key = `${n.id}|${inReduce}|${expansion}`;
         if (seen.has(key)) return;
         seen.add(key);
         for (const c of n.src) {
           if (isInput(c)) continue;
           const cin = inReduce || isReduce(n.op);
-          const cexp = expanded || (n.op === 'EXPAND' && n.numel > c.numel);
-          if (isReduce(c.op) && (cin || cexp)) {
+          const cexp = n.op === 'EXPAND' ? (expansion * n.numel) / Math.max(1, c.numel) : expansion;
+          if (isReduce(c.op) && (cin || cexp > 1)) {
             materialised.add(c); // rule 2
             changed = true;
             continue;
@@ -125,7 +128,7 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
           let u = users.get(c);
           if (!u) users.set(c, (u = new Set()));
           u.add(root);
-          if (cin && cexp && isElementwise(c.op) && inlineCost(c).cost >= 4) {
+          if (cin && cexp >= PROLOGUE_EXPANSION && isElementwise(c.op) && inlineCost(c).cost >= 4) {
             materialised.add(c); // rule 3, prologue half
             changed = true;
             continue;
@@ -133,14 +136,16 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
           walk(c, cin, cexp);
         }
       };
-      walk(root, false, false);
+      walk(root, false, 1);
     }
     if (changed) continue;
     for (const [n, kernels] of users) {
-      if (kernels.size < 2 || isMovement(n.op) || n.op === 'CONST' || n.op === 'ARANGE') continue;
-      const { cost, hasReduce } = inlineCost(n);
-      if (hasReduce || cost > recomputeLimit) {
-        materialised.add(n); // rule 3
+      if (kernels.size < 2 || n.op === 'CONST' || n.op === 'ARANGE') continue;
+      if (isReduce(n.op)) {
+        materialised.add(n); // rule 3: a reduction shared by several kernels is computed once
+        changed = true;
+      } else if (!isMovement(n.op) && !inlineCost(n).hasReduce && inlineCost(n).cost > recomputeLimit) {
+        materialised.add(n); // rule 3: too expensive to recompute in each kernel
         changed = true;
       }
     }

@@ -94,11 +94,14 @@ export function describeSchedule({ schedule, plan }: PlannedSchedule): string {
   return lines.join('\n');
 }
 
-/**
- * Compute `nodes` on `rt`: schedule, plan, lower, compile (one batch), launch. Returns one fresh buffer
- * per distinct non-BUFFER node; intermediates live in a temporary arena freed before returning.
- */
-export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyNode, DeviceBuffer> {
+interface PreparedRun {
+  readonly launches: Launch[];
+  readonly result: Map<LazyNode, DeviceBuffer>;
+  finish(ok: boolean): void;
+}
+
+/** Schedule, plan, lower and compile (one batch), allocate, and bind every launch. */
+function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
   const result = new Map<LazyNode, DeviceBuffer>();
   for (const n of toposort(nodes)) if (n.op === 'BUFFER') n.buffer.assertLive('compute with');
   const planned = planSchedule(nodes, rt);
@@ -112,8 +115,22 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
   }
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
   if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
+  const finish = (ok: boolean) => {
+    if (!ok) for (const b of result.values()) b.release();
+    if (arena) {
+      rt.free(arena);
+      recordFree(rt.name, plan.arenaBytes, 'arena');
+    }
+    if (!ok) return;
+    const kinds: Record<string, number> = {};
+    for (const k of schedule.kernels) kinds[k.kind] = (kinds[k.kind] ?? 0) + 1;
+    last = { kernels: schedule.kernels.length, kinds, arenaBytes: plan.arenaBytes, naiveBytes: plan.naiveBytes, compiled: lowered.size - before };
+    totals.kernels += schedule.kernels.length;
+    totals.realizes++;
+    if (debugLevel() === 1) debugLog(`realize: ${schedule.kernels.length} kernels, arena ${plan.arenaBytes} B (naive ${plan.naiveBytes} B)`);
+  };
+  const launches: Launch[] = [];
   try {
-    const launches: Launch[] = [];
     for (const k of schedule.kernels) {
       let outBinding: Binding;
       const p = plan.buffers.get(k.out);
@@ -137,30 +154,51 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
       }
       launches.push({ kernel: compiled[k.index]!, args, scalars });
     }
-    if (rt.launchMany && debugLevel() < 4) rt.launchMany(launches);
+  } catch (e) {
+    finish(false);
+    throw e;
+  }
+  return { launches, result, finish };
+}
+
+/**
+ * Compute `nodes` on `rt`: schedule, plan, lower, compile (one batch), launch. Returns one fresh buffer
+ * per distinct non-BUFFER node; intermediates live in a temporary arena freed before returning.
+ */
+export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyNode, DeviceBuffer> {
+  const run = prepare(nodes, rt);
+  try {
+    if (rt.launchMany && debugLevel() < 4) rt.launchMany(run.launches);
     else {
-      for (const [i, l] of launches.entries()) {
+      for (const [i, l] of run.launches.entries()) {
         const t0 = performance.now();
         rt.launch(l.kernel, l.args, l.scalars);
-        if (debugLevel() >= 4) debugLog(`  k${i} ${irs[i]!.name}: ${(performance.now() - t0).toFixed(3)} ms`);
+        if (debugLevel() >= 4) debugLog(`  k${i} ${l.kernel.ir.name}: ${(performance.now() - t0).toFixed(3)} ms`);
       }
     }
   } catch (e) {
-    for (const b of result.values()) b.release();
+    run.finish(false);
     throw e;
-  } finally {
-    if (arena) {
-      rt.free(arena);
-      recordFree(rt.name, plan.arenaBytes, 'arena');
-    }
   }
-  const kinds: Record<string, number> = {};
-  for (const k of schedule.kernels) kinds[k.kind] = (kinds[k.kind] ?? 0) + 1;
-  last = { kernels: schedule.kernels.length, kinds, arenaBytes: plan.arenaBytes, naiveBytes: plan.naiveBytes, compiled: lowered.size - before };
-  totals.kernels += schedule.kernels.length;
-  totals.realizes++;
-  if (debugLevel() === 1) debugLog(`realize: ${schedule.kernels.length} kernels, arena ${plan.arenaBytes} B (naive ${plan.naiveBytes} B)`);
-  return result;
+  run.finish(true);
+  return run.result;
+}
+
+/**
+ * `realizeNodes` that leaves the JavaScript thread free while kernels run, on runtimes that can
+ * (the CPU backend runs the whole program on a worker thread); others run synchronously.
+ */
+export async function realizeNodesAsync(nodes: readonly LazyNode[], rt: Runtime): Promise<Map<LazyNode, DeviceBuffer>> {
+  if (!rt.launchManyAsync) return realizeNodes(nodes, rt);
+  const run = prepare(nodes, rt);
+  try {
+    await rt.launchManyAsync(run.launches);
+  } catch (e) {
+    run.finish(false);
+    throw e;
+  }
+  run.finish(true);
+  return run.result;
 }
 
 /** Copy host bytes into a fresh device buffer. */

@@ -39,7 +39,7 @@ import type { UnaryOp } from '../graph/ops.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
 import { getDefaultDevice, getRuntime } from '../runtime/registry.js';
 import { drawCounter, isGradEnabled, noGrad, trackInScope } from './context.js';
-import { realizeNodes, uploadBuffer } from './realize.js';
+import { realizeNodes, realizeNodesAsync, uploadBuffer } from './realize.js';
 
 /** Where and how a new tensor is made. */
 export interface TensorOptions {
@@ -993,6 +993,36 @@ function formatNested(vals: string[], shape: readonly number[], indent: number):
   return rec(0, 0, ' '.repeat(indent));
 }
 
+/**
+ * `await realizeAsync(a, b, ...)`: like `realize`, but kernels run off the JavaScript thread where the
+ * device allows (the CPU backend), so a server's event loop stays responsive. Resolves to the tensors.
+ * Do not change the tensors' inputs (assign, dispose) until it resolves.
+ */
+export async function realizeAsync(...tensors: Tensor[]): Promise<Tensor[]> {
+  const pending = tensors.filter((t) => !t.isRealized);
+  const byDevice = new Map<string, Tensor[]>();
+  for (const t of pending) byDevice.set(t.device, [...(byDevice.get(t.device) ?? []), t]);
+  for (const [device, ts] of byDevice) {
+    const bufs = await realizeNodesAsync(
+      ts.map((t) => t.node),
+      getRuntime(device),
+    );
+    claimBuffers(ts, bufs);
+  }
+  return tensors;
+}
+
+function claimBuffers(ts: readonly Tensor[], bufs: Map<LazyNode, DeviceBuffer>): void {
+  const claimed = new Set<DeviceBuffer>();
+  for (const t of ts) {
+    const buf = bufs.get(t.node);
+    if (!buf) continue;
+    if (claimed.has(buf)) buf.retain();
+    claimed.add(buf);
+    t._setRealized(buf);
+  }
+}
+
 /** `realize(a, b, ...)`: compute several tensors in one schedule, so shared work happens once. */
 export function realize(...tensors: Tensor[]): void {
   const pending = tensors.filter((t) => !t.isRealized);
@@ -1009,14 +1039,7 @@ export function realize(...tensors: Tensor[]): void {
       ts.map((t) => t.node),
       rt,
     );
-    const claimed = new Set<DeviceBuffer>();
-    for (const t of ts) {
-      const buf = bufs.get(t.node);
-      if (!buf) continue;
-      if (claimed.has(buf)) buf.retain();
-      claimed.add(buf);
-      t._setRealized(buf);
-    }
+    claimBuffers(ts, bufs);
   }
 }
 

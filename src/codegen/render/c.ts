@@ -12,7 +12,7 @@ import { canBeNegative } from '../symbolic.js';
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 2;
+export const C_RENDERER_VERSION = 4;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -77,8 +77,8 @@ static inline float tas_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f
 static inline uint32_t tas_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float texpf(float x) {
   /* one select per statement: nested conditionals defeat GCC's if-conversion */
-  float xc = x < -87.33654f ? -87.33654f : x;
-  xc = xc > 88.37626f ? 88.37626f : xc;
+  float xc = x < -103.97208f ? -103.97208f : x;
+  xc = xc > 88.72283f ? 88.72283f : xc;
   float n = __builtin_roundf(xc * 1.44269504088896341f);
   int32_t ni = (int32_t)n;
   float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
@@ -89,7 +89,9 @@ static inline float texpf(float x) {
   p = p * r + 1.6666665459E-1f;
   p = p * r + 5.0000001201E-1f;
   p = p * r * r + r + 1.0f;
-  float y = p * tas_float((uint32_t)(ni + 127) << 23);
+  /* 2^n in two halves, so both stay normal from n = -150 (gradual underflow) to n = 128 */
+  int32_t n1 = ni >> 1;
+  float y = p * tas_float((uint32_t)(n1 + 127) << 23) * tas_float((uint32_t)(ni - n1 + 127) << 23);
   y = x > 88.72283f ? INFINITY : y;
   y = x < -103.97208f ? 0.0f : y;
   return x != x ? x : y;
@@ -253,7 +255,12 @@ function exprC(ctx: Ctx, d: DType, e: Expr): string {
     case 'valid':
       return `(${conds(e.conds)})`;
     case 'alu': {
-      const src = e.src.map((o, i) => operand(o, e.op === 'WHERE' && i === 0 ? 'bool' : typeOf(o) ?? d));
+      // A constant takes the dtype of the value it meets: comparisons yield bool, but compare operands
+      // of another type (CMPLT(x, 0.5) must not print 0.5 as a bool).
+      const refType = e.src.find((o, i) => o.k === 'ref' && !(e.op === 'WHERE' && i === 0));
+      const opType = (o: Operand, i: number): DType =>
+        e.op === 'WHERE' && i === 0 ? 'bool' : o.k === 'ref' ? types[o.id]! : e.op === 'WHERE' ? d : refType ? typeOf(refType) : d;
+      const src = e.src.map((o, i) => operand(o, opType(o, i)));
       const [a, b, c] = src as [string, string, string];
       const f = isF(d);
       switch (e.op) {

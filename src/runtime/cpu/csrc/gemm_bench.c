@@ -1,7 +1,8 @@
 /* Tessera SGEMM benchmark.
    cc -O3 -march=native -pthread gemm_bench.c -o /tmp/gemm_bench && /tmp/gemm_bench
    Optional args: sizes (e.g. `/tmp/gemm_bench 1024 2048`). Env TESSERA_MC / TESSERA_KC / TESSERA_NC override
-   the blocking (for tuning); TESSERA_REPS sets the number of timed runs (best is reported). */
+   the blocking (for tuning); TESSERA_REPS sets the number of timed runs per round and TESSERA_ROUNDS the
+   number of rounds (best of all is reported). */
 #define _GNU_SOURCE
 #define TESSERA_GEMM_IMPLEMENTATION
 #include "gemm.h"
@@ -188,10 +189,12 @@ int main(int argc, char **argv) {
   double peak1 = fma_peak(1), peak2 = fma_peak(2);
   pool_start(2);
   double g1[16], g2[16];
-  /* Two rounds, best of each: a second chance if the machine was busy (results are sensitive to other
-     processes; the peak is re-measured at the end too and the higher value is used). */
+  /* Several rounds (TESSERA_ROUNDS, default 2), best of all: more chances if the machine was busy
+     (results are sensitive to other processes; the peak is re-measured at the end too and the higher
+     value is used). */
   for (int i = 0; i < ns; ++i) g1[i] = g2[i] = 0;
-  for (int round = 0; round < 2; ++round)
+  int rounds = env_int("TESSERA_ROUNDS", 2);
+  for (int round = 0; round < rounds; ++round)
     for (int i = 0; i < ns; ++i) {
       double a = bench(sizes[i], 1, reps), b = bench(sizes[i], 2, reps);
       if (a > g1[i]) g1[i] = a;

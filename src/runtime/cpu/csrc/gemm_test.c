@@ -16,7 +16,7 @@ static float frand(void) { /* uniform in [-1, 1) */
   rng_state ^= rng_state << 13;
   rng_state ^= rng_state >> 7;
   rng_state ^= rng_state << 17;
-  return (float)((rng_state >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0);
+  return (float)((double)(rng_state >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0);
 }
 
 /* ---------------------------------------------------------------- threading */
