@@ -59,19 +59,16 @@ export class AdamW extends Optimizer {
     return { exp_avg: zerosState(p), exp_avg_sq: zerosState(p) };
   }
 
-  protected override update({ param, grad, state, step, scalar }: UpdateContext): UpdatePair[] {
-    const lr = this.lr;
+  protected override update({ param, grad, state, step, lr }: UpdateContext): UpdatePair[] {
     let p = param;
-    if (this.weightDecay !== 0) p = p.mul(scalar('decay', 1 - lr * this.weightDecay));
+    if (this.weightDecay !== 0) p = p.mul(lr.mul(-this.weightDecay).add(1));
     const m = state.exp_avg!.add(grad.sub(state.exp_avg!).mul(1 - this.beta1));
     const v = state.exp_avg_sq!.mul(this.beta2).add(grad.mul(grad).mul(1 - this.beta2));
-    const bc1 = 1 - this.beta1 ** step;
-    const bc2 = 1 - this.beta2 ** step;
-    const denom = v
-      .sqrt()
-      .mul(scalar('inv_bias_correction2_sqrt', 1 / Math.sqrt(bc2)))
-      .add(this.eps);
-    const newP = p.sub(m.div(denom).mul(scalar('step_size', lr / bc1)));
+    // Bias corrections from the step tensor: 1 - beta^t = 1 - exp(t ln beta), computed on the device.
+    const bc1 = step.mul(Math.log(this.beta1)).exp().neg().add(1);
+    const bc2 = step.mul(Math.log(this.beta2)).exp().neg().add(1);
+    const denom = v.sqrt().div(bc2.sqrt()).add(this.eps);
+    const newP = p.sub(m.div(denom).mul(lr.div(bc1)));
     return [
       { target: state.exp_avg!, value: m },
       { target: state.exp_avg_sq!, value: v },

@@ -15,9 +15,12 @@
  * `step()` is `prepareStep()` + `realize(...extras, ...pending.tensors)` + `pending.commit()`. Use
  * `prepareStep()` directly to realize the update together with tensors of your own.
  *
- * Values that change from step to step (learning rate, bias corrections, first-step factors) enter the
- * graph as freshly uploaded 0-d tensors, never as constants, so every step after the first has the same
- * graph structure and reuses compiled kernels.
+ * Nothing that changes from step to step is a constant in the graph, and nothing lives only on the
+ * host: the learning rate is a 0-d device tensor that `setLr` overwrites in place, and each parameter's
+ * step count is a 0-d device tensor incremented inside the step's own schedule, from which bias
+ * corrections and first-step factors are computed on the device. Parameters and state are updated in
+ * place (`assign`), so every step reuses the same buffers and the same compiled kernels, and a step
+ * captured by `jit` replays correctly.
  */
 import type { DType } from '../dtype.js';
 import { isFloat } from '../dtype.js';
@@ -62,20 +65,14 @@ export interface UpdatePair {
 export interface UpdateContext {
   /** Index of the parameter in `optimizer.params`. */
   index: number;
-  /** The parameter (its current value). */
   param: Tensor;
-  /** Its gradient, cast to the parameter's dtype. */
   grad: Tensor;
   /** This parameter's state tensors (created by `initState`). */
   state: Record<string, Tensor>;
-  /** How many steps this parameter has taken, counting this one (1 on the first step). */
-  step: number;
-  /**
-   * A 0-d tensor of the param's dtype and device holding `value`, uploaded fresh for this step: how a
-   * per-step value (learning rate, bias correction) enters the graph without becoming a constant. `name`
-   * identifies the quantity; parameters with the same dtype, device and step count share one tensor.
-   */
-  scalar(name: string, value: number): Tensor;
+  /** The learning rate, a 0-d tensor of the parameter's dtype (its value can change between steps). */
+  lr: Tensor;
+  /** This step's number for the parameter (1 on its first step), a 0-d tensor of the parameter's dtype. */
+  step: Tensor;
 }
 
 function checkParams(what: string, params: Iterable<Tensor>): Tensor[] {
@@ -115,6 +112,8 @@ export abstract class Optimizer {
   /** Per-parameter number of steps taken (a parameter without a gradient is skipped and not counted). */
   protected readonly steps: number[];
   private _lr: number;
+  /** The learning rate on each device the parameters live on (f32, overwritten in place by setLr). */
+  private readonly lrTensors = new Map<string, Tensor>();
 
   constructor(
     params: Iterable<Tensor>,
@@ -127,9 +126,18 @@ export abstract class Optimizer {
     this.steps = this.params.map(() => 0);
   }
 
-  /** Per-parameter state, created with `initState` on first use (after the subclass constructor ran). */
+  /**
+   * Per-parameter state, created with `initState` on first use (after the subclass constructor ran),
+   * plus `step`: the parameter's step count as a 0-d tensor of its dtype.
+   */
   protected get state(): Record<string, Tensor>[] {
-    return (this._state ??= this.params.map((p) => this.initState(p)));
+    return (this._state ??= this.params.map((p, i) => ({ ...this.initState(p), step: tensor(this.steps[i]!, { dtype: p.dtype, device: p.device }) })));
+  }
+
+  private lrOn(device: string): Tensor {
+    let t = this.lrTensors.get(device);
+    if (!t) this.lrTensors.set(device, (t = tensor(this._lr, { dtype: 'f32', device })));
+    return t;
   }
 
   /** Initial state tensors of one parameter (realized). */
@@ -147,6 +155,7 @@ export abstract class Optimizer {
   setLr(lr: number): void {
     checkNonNegative(this.name, 'lr', lr);
     this._lr = lr;
+    for (const t of this.lrTensors.values()) t.write(lr);
   }
 
   /** Number of steps taken (by the parameter that took most). */
@@ -158,6 +167,8 @@ export abstract class Optimizer {
   dispose(): void {
     for (const s of this._state ?? []) for (const t of Object.values(s)) t.dispose();
     this._state = undefined;
+    for (const t of this.lrTensors.values()) t.dispose();
+    this.lrTensors.clear();
   }
 
   /** Dispose every parameter's gradient and set it to null. */
@@ -174,9 +185,7 @@ export abstract class Optimizer {
    */
   prepareStep(): PendingStep {
     const pairs: UpdatePair[] = [];
-    const temps: Tensor[] = [];
     const advanced: number[] = [];
-    const scalars = new Map<string, Tensor>();
     noGrad(() => {
       this.params.forEach((param, index) => {
         const grad = param.grad;
@@ -185,37 +194,25 @@ export abstract class Optimizer {
           throw new ShapeError(
             `${this.name}: gradient of parameter ${index} has shape [${grad.shape}], parameter [${param.shape}]`,
           );
-        const step = this.steps[index]! + 1;
-        const scalar = (name: string, value: number): Tensor => {
-          // Shared by parameters of one dtype, device and step count; keyed by name, not value, so that the
-          // graph's structure never depends on the values.
-          const key = `${param.dtype}|${param.device}|${step}|${name}`;
-          let t = scalars.get(key);
-          if (!t) {
-            t = makeScalar(value, param.dtype, param.device);
-            temps.push(t);
-            scalars.set(key, t);
-          }
-          return t;
-        };
+        const state = this.state[index]!;
+        const step = state.step!.add(1);
+        const lr = this.lrOn(param.device).cast(param.dtype);
         const g = grad.dtype === param.dtype ? grad : grad.cast(param.dtype);
-        const out = this.update({ index, param, grad: g, state: this.state[index]!, step, scalar });
-        pairs.push(...out);
+        const { step: _s, ...own } = state;
+        void _s;
+        pairs.push(...this.update({ index, param, grad: g, state: own, lr, step }));
+        pairs.push({ target: state.step!, value: step });
         advanced.push(index);
       });
+      for (const { target, value } of pairs) target.assign(value);
     });
     let committed = false;
     return {
-      tensors: pairs.map((p) => p.value),
+      tensors: pairs.map((p) => p.target),
       commit: () => {
         if (committed) throw new ValueError(`${this.name}: this step was already committed`);
         committed = true;
-        realize(...pairs.map((p) => p.value)); // no-op when the caller realized them
-        noGrad(() => {
-          for (const { target, value } of pairs) target.assign(value);
-        });
-        for (const { value } of pairs) value.dispose();
-        for (const t of temps) t.dispose();
+        realize(...pairs.map((p) => p.target)); // no-op when the caller realized them
         for (const i of advanced) this.steps[i]!++;
       },
     };
@@ -246,7 +243,6 @@ export abstract class Optimizer {
     const out: Record<string, Tensor> = {};
     this.state.forEach((s, i) => {
       for (const [k, t] of Object.entries(s)) out[`${i}.${k}`] = t;
-      out[`${i}.step`] = tensor(this.steps[i]!, { dtype: 'i32', device: this.params[i]!.device });
     });
     return out;
   }
@@ -267,7 +263,6 @@ export abstract class Optimizer {
       );
     }
     const pairs: [Tensor, Tensor][] = [];
-    const steps: number[] = [];
     this.state.forEach((s, i) => {
       for (const [k, dst] of Object.entries(s)) {
         const src = sd[`${i}.${k}`]!;
@@ -275,24 +270,16 @@ export abstract class Optimizer {
           throw new ShapeError(
             `${this.name}.loadStateDict: '${i}.${k}' has shape [${src.shape}], expected [${dst.shape}]`,
           );
-        if (src.dtype !== dst.dtype)
+        if (k !== 'step' && src.dtype !== dst.dtype)
           throw new DTypeError(
             `${this.name}.loadStateDict: '${i}.${k}' has dtype ${src.dtype}, expected ${dst.dtype}`,
           );
         pairs.push([dst, src]);
       }
-      const st = sd[`${i}.step`]!;
-      if (st.numel !== 1)
-        throw new ShapeError(
-          `${this.name}.loadStateDict: '${i}.step' must have one element, got shape [${st.shape}]`,
-        );
-      steps.push(st.itemSync());
     });
-    const copies = noGrad(() => pairs.map(([, src]) => src.add(0)));
-    realize(...copies);
-    pairs.forEach(([dst], i) => dst.assign(copies[i]!));
-    for (const c of copies) c.dispose();
-    steps.forEach((s, i) => (this.steps[i] = s));
+    noGrad(() => pairs.forEach(([dst, src]) => dst.assign(src.cast(dst.dtype))));
+    realize(...pairs.map(([dst]) => dst));
+    this.state.forEach((s, i) => (this.steps[i] = s.step!.itemSync()));
   }
 }
 

@@ -4,6 +4,7 @@
  */
 import { ValueError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { where } from '../tensor/tensor.js';
 import { checkNonNegative, Optimizer, zerosState, type UpdateContext, type UpdatePair } from './optimizer.js';
 
 /** Options of {@link SGD}. */
@@ -63,20 +64,21 @@ export class SGD extends Optimizer {
     return this.momentum !== 0 ? { momentum_buffer: zerosState(p) } : {};
   }
 
-  protected override update({ param, grad, state, step, scalar }: UpdateContext): UpdatePair[] {
+  protected override update({ param, grad, state, step, lr }: UpdateContext): UpdatePair[] {
     let g = grad;
     if (this.weightDecay !== 0) g = g.add(param.mul(this.weightDecay));
     const out: UpdatePair[] = [];
     if (this.momentum !== 0) {
       const buf = state.momentum_buffer!;
-      const first = step === 1;
-      const mu = scalar('momentum_keep', first ? 0 : this.momentum);
-      const tau = scalar('grad_keep', first ? 1 : 1 - this.dampening);
+      // First step: b = g; later: b = mu*b + (1-dampening)*g. Chosen on the device from the step count.
+      const first = step.eq(1);
+      const mu = where(first, 0, this.momentum);
+      const tau = where(first, 1, 1 - this.dampening);
       const b = buf.mul(mu).add(g.mul(tau));
       out.push({ target: buf, value: b });
       g = this.nesterov ? g.add(b.mul(this.momentum)) : b;
     }
-    out.push({ target: param, value: param.sub(g.mul(scalar('lr', this.lr))) });
+    out.push({ target: param, value: param.sub(g.mul(lr)) });
     return out;
   }
 }

@@ -46,6 +46,8 @@ export interface Runtime {
   /** Synchronous read; only on `synchronous` runtimes. */
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array;
   read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array>;
+  /** Copy `bytes` bytes between two places in device memory (regions do not overlap). */
+  copy(src: Binding, dst: Binding, bytes: number): void;
   compile(kernels: readonly KernelIR[]): CompiledKernel[];
   /** `args[i]` binds `kernel.ir.params[i]`; `scalars` holds the kernel's u32 launch scalars. */
   launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void;

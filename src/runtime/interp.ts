@@ -227,6 +227,10 @@ export class InterpRuntime implements Runtime {
   write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void {
     new Uint8Array((mem as HostMemory).data, byteOffset, data.byteLength).set(data);
   }
+  copy(src: Binding, dst: Binding, bytes: number): void {
+    const from = new Uint8Array((src.mem as HostMemory).data, src.byteOffset, bytes);
+    new Uint8Array((dst.mem as HostMemory).data, dst.byteOffset, bytes).set(from);
+  }
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
     return new Uint8Array((mem as HostMemory).data.slice(byteOffset, byteOffset + bytes));
   }

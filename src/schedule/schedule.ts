@@ -65,6 +65,12 @@ export interface ScheduleOptions {
   maxBuffersPerKernel?: number;
   /** Inline ALU ops above which a value shared by several kernels is stored instead of recomputed. */
   recomputeLimit?: number;
+  /**
+   * Outputs written in place into an existing buffer (parameter and optimizer-state updates). Their
+   * kernels, and everything that depends on them, run last, so that every other kernel has read the
+   * buffer's old value first.
+   */
+  late?: ReadonlySet<LazyNode>;
 }
 
 type Walk = (n: LazyNode, inReduce: boolean, expansion: number) => void;
@@ -156,8 +162,16 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
     }
   }
 
+  let roots = order.filter((n) => materialised.has(n));
+  if (opts.late?.size) {
+    // Stable partition: kernels that (transitively) depend on a late output go after all others.
+    const late = new Set<LazyNode>();
+    const dependsOnLate = (n: LazyNode): boolean => inputsOf(n, isInput).inputs.some((i) => late.has(i));
+    for (const n of roots) if (opts.late.has(n) || dependsOnLate(n)) late.add(n);
+    roots = [...roots.filter((n) => !late.has(n)), ...roots.filter((n) => late.has(n))];
+  }
   const kernels: ScheduledKernel[] = [];
-  for (const n of order) if (materialised.has(n)) kernels.push(buildKernel(kernels.length, n, isInput));
+  for (const n of roots) kernels.push(buildKernel(kernels.length, n, isInput));
   return { kernels, outputs };
 }
 

@@ -1,4 +1,4 @@
-import type { KernelIR } from '../codegen/ir.js';
+import type { KernelIR, Stmt } from '../codegen/ir.js';
 import { printKernel } from '../codegen/ir.js';
 import { lowerKernel } from '../codegen/lower.js';
 import { seedKey } from '../codegen/prng.js';
@@ -55,9 +55,10 @@ export interface PlannedSchedule {
 }
 
 /** Schedule and plan without running: what `TESSERA_DEBUG=2` prints and what tests count. */
-export function planSchedule(nodes: readonly LazyNode[], rt: Runtime): PlannedSchedule {
+export function planSchedule(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): PlannedSchedule {
   const outs = [...new Set(nodes)].filter((n) => n.op !== 'BUFFER');
-  const schedule = createSchedule(outs, { maxBuffersPerKernel: rt.limits.maxBuffersPerKernel });
+  const late = inPlace ? new Set(inPlace.keys()) : undefined;
+  const schedule = createSchedule(outs, { maxBuffersPerKernel: rt.limits.maxBuffersPerKernel, late });
   const outputSet = new Set(outs);
   let plan = planMemory(schedule.kernels, outputSet, rt.limits.bufferAlignment);
   if (!engineOptions.memoryPlanning) plan = unplanned(plan);
@@ -97,14 +98,44 @@ export function describeSchedule({ schedule, plan }: PlannedSchedule): string {
 interface PreparedRun {
   readonly launches: Launch[];
   readonly result: Map<LazyNode, DeviceBuffer>;
+  /** In-place results that could not be written directly: copied into their target after the launches. */
+  readonly copies: { from: DeviceBuffer; to: DeviceBuffer }[];
   finish(ok: boolean): void;
 }
 
+/**
+ * Whether kernel `k` may write its result straight into `target`: no later kernel reads the buffer,
+ * and within `k` every read of it is at the element being written (read-then-write of one element).
+ */
+function canWriteInPlace(k: ScheduledKernel, ir: KernelIR, target: DeviceBuffer, later: readonly ScheduledKernel[]): boolean {
+  const readsTarget = (n: LazyNode) => n.op === 'BUFFER' && n.buffer === target;
+  if (later.some((l) => l.inputs.some(readsTarget))) return false;
+  const params = new Set(k.inputs.flatMap((n, i) => (readsTarget(n) ? [i + 1] : [])));
+  if (params.size === 0) return true;
+  let storeKey: string | undefined;
+  const loads: string[] = [];
+  let ok = true;
+  const walk = (stmts: readonly Stmt[]) => {
+    for (const s of stmts) {
+      if (s.k === 'loop') walk(s.body);
+      else if (s.k === 'store') storeKey = s.idx.key;
+      else if (s.k === 'let' && s.expr.k === 'load' && params.has(s.expr.param)) {
+        if (s.expr.valid.length) ok = false;
+        loads.push(s.expr.idx.key);
+      }
+    }
+  };
+  walk(ir.body);
+  return ok && ir.kind !== 'contraction' && loads.every((l) => l === storeKey);
+}
+
 /** Schedule, plan, lower and compile (one batch), allocate, and bind every launch. */
-function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
+function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): PreparedRun {
   const result = new Map<LazyNode, DeviceBuffer>();
+  const copies: { from: DeviceBuffer; to: DeviceBuffer }[] = [];
   for (const n of toposort(nodes)) if (n.op === 'BUFFER') n.buffer.assertLive('compute with');
-  const planned = planSchedule(nodes, rt);
+  for (const t of inPlace?.values() ?? []) t.assertLive('assign into');
+  const planned = planSchedule(nodes, rt, inPlace);
   const { schedule, plan } = planned;
   const before = lowered.size;
   const irs = schedule.kernels.map(lowerCached);
@@ -116,7 +147,8 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
   if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
   const finish = (ok: boolean) => {
-    if (!ok) for (const b of result.values()) b.release();
+    for (const c of copies) c.from.release();
+    if (!ok) for (const [n, b] of result) if (!inPlace?.has(n)) b.release();
     if (arena) {
       rt.free(arena);
       recordFree(rt.name, plan.arenaBytes, 'arena');
@@ -134,10 +166,17 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
     for (const k of schedule.kernels) {
       let outBinding: Binding;
       const p = plan.buffers.get(k.out);
+      const target = inPlace?.get(k.out);
       if (p) outBinding = { mem: arena!, byteOffset: p.offset };
-      else {
+      else if (target && canWriteInPlace(k, irs[k.index]!, target, schedule.kernels.slice(k.index + 1))) {
+        result.set(k.out, target);
+        outBinding = { mem: target.mem, byteOffset: 0 };
+      } else {
         const buf = new DeviceBuffer(rt, k.out.dtype, k.out.numel);
-        result.set(k.out, buf);
+        if (target) {
+          copies.push({ from: buf, to: target });
+          result.set(k.out, target);
+        } else result.set(k.out, buf);
         outBinding = { mem: buf.mem, byteOffset: 0 };
       }
       const args: Binding[] = [outBinding];
@@ -145,7 +184,7 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
         const ip = plan.buffers.get(i);
         if (ip) args.push({ mem: arena!, byteOffset: ip.offset });
         else if (i.op === 'BUFFER') args.push({ mem: i.buffer.mem, byteOffset: 0 });
-        else args.push({ mem: result.get(i)!.mem, byteOffset: 0 });
+        else args.push({ mem: (copies.find((c) => c.to === result.get(i))?.from ?? result.get(i)!).mem, byteOffset: 0 });
       }
       const scalars = new Uint32Array(k.scalars.length);
       for (let s = 0; s < k.scalars.length; s += 2) {
@@ -158,15 +197,19 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime): PreparedRun {
     finish(false);
     throw e;
   }
-  return { launches, result, finish };
+  return { launches, result, copies, finish };
+}
+
+function applyCopies(run: PreparedRun, rt: Runtime): void {
+  for (const { from, to } of run.copies) rt.copy({ mem: from.mem, byteOffset: 0 }, { mem: to.mem, byteOffset: 0 }, Math.min(from.nbytes, to.nbytes));
 }
 
 /**
  * Compute `nodes` on `rt`: schedule, plan, lower, compile (one batch), launch. Returns one fresh buffer
  * per distinct non-BUFFER node; intermediates live in a temporary arena freed before returning.
  */
-export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyNode, DeviceBuffer> {
-  const run = prepare(nodes, rt);
+export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): Map<LazyNode, DeviceBuffer> {
+  const run = prepare(nodes, rt, inPlace);
   try {
     if (rt.launchMany && debugLevel() < 4) rt.launchMany(run.launches);
     else {
@@ -176,6 +219,7 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
         if (debugLevel() >= 4) debugLog(`  k${i} ${l.kernel.ir.name}: ${(performance.now() - t0).toFixed(3)} ms`);
       }
     }
+    applyCopies(run, rt);
   } catch (e) {
     run.finish(false);
     throw e;
@@ -188,11 +232,13 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime): Map<LazyN
  * `realizeNodes` that leaves the JavaScript thread free while kernels run, on runtimes that can
  * (the CPU backend runs the whole program on a worker thread); others run synchronously.
  */
-export async function realizeNodesAsync(nodes: readonly LazyNode[], rt: Runtime): Promise<Map<LazyNode, DeviceBuffer>> {
-  if (!rt.launchManyAsync) return realizeNodes(nodes, rt);
-  const run = prepare(nodes, rt);
+export async function realizeNodesAsync(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): Promise<Map<LazyNode, DeviceBuffer>> {
+  if (!rt.launchManyAsync) return realizeNodes(nodes, rt, inPlace);
+  const run = prepare(nodes, rt, inPlace);
   try {
     await rt.launchManyAsync(run.launches);
+    applyCopies(run, rt);
+    applyCopies(run, rt);
   } catch (e) {
     run.finish(false);
     throw e;

@@ -31,14 +31,13 @@ import {
   reshapeNode,
   shrinkNode,
   strideNode,
-  toposort,
   unaryNode,
   whereNode,
 } from '../graph/node.js';
 import type { UnaryOp } from '../graph/ops.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
 import { getDefaultDevice, getRuntime } from '../runtime/registry.js';
-import { drawCounter, isGradEnabled, noGrad, trackInScope } from './context.js';
+import { drawCounter, isGradEnabled, trackInScope } from './context.js';
 import { realizeNodes, realizeNodesAsync, uploadBuffer } from './realize.js';
 
 /** Where and how a new tensor is made. */
@@ -107,6 +106,7 @@ function checkShape(shape: readonly number[], what: string): number[] {
  */
 export class Tensor {
   private _node: LazyNode;
+  private _target: DeviceBuffer | undefined;
   private _disposed = false;
   private _requiresGrad = false;
   /** Gradient accumulated by `backward()` for leaf tensors that require grad. */
@@ -257,7 +257,11 @@ export class Tensor {
   dispose(): void {
     if (this._disposed) return;
     if (gradLeaves.get(this._node)?.deref() === this) gradLeaves.delete(this._node);
-    if (this._node.op === 'BUFFER') {
+    if (this._target) {
+      finalizer.unregister(this);
+      this._target.release();
+      this._target = undefined;
+    } else if (this._node.op === 'BUFFER') {
       finalizer.unregister(this);
       this._node.buffer.release();
     }
@@ -286,21 +290,61 @@ export class Tensor {
   }
 
   /**
-   * Replace this tensor's value with `value` (same shape and dtype), keeping its identity: how optimizers
-   * update parameters in place. The new value stays lazy until realized.
+   * Replace this tensor's value with `value` (same shape and dtype), in place: when next realized, the
+   * value is written into this tensor's existing buffer (how optimizers update parameters and state
+   * without new allocations, and what lets `jit` replay a training step on fixed buffers). Like an
+   * in-place op in PyTorch, lazy computations that read this tensor and are realized afterwards see
+   * the new value. Gradients do not flow through an assignment.
    */
   assign(value: Tensor | number): this {
-    // The value is computed now: a lazy value usually reads this tensor's current buffer
-    // (`p.assign(p.sub(g))`), which is released below.
     const v = typeof value === 'number' ? full(this.shape, value, { dtype: this.dtype, device: this.device }) : value;
     if (v.device !== this.device) throw new ValueError(`assign: value is on ${v.device}, tensor on ${this.device}`);
     if (v.shape.join() !== this.shape.join()) throw new ShapeError(`assign: value of shape [${v.shape}] into tensor of shape [${this.shape}]`);
     if (v.dtype !== this.dtype) throw new DTypeError(`assign: value of dtype ${v.dtype} into tensor of dtype ${this.dtype}`);
-    if (!v.isRealized) noGrad(() => realize(v));
-    const n = v.node;
-    if (n === this._node) return this;
-    n.buffer.retain();
-    this.setNode(n);
+    const target = this._target ?? (this.isRealized ? this._node.buffer : undefined);
+    let n = v.node;
+    if (target && n.op === 'BUFFER') {
+      if (n.buffer === target) return this;
+      // Already computed: copy into our buffer now.
+      const rt = getRuntime(this.device);
+      rt.copy({ mem: n.buffer.mem, byteOffset: 0 }, { mem: target.mem, byteOffset: 0 }, target.nbytes);
+      return this;
+    }
+    if (n.op !== 'BUFFER') n = detachNode(n);
+    if (target && !this._target) {
+      // Keep our buffer (and our reference to it) as the destination of the pending value.
+      finalizer.unregister(this);
+      this._target = target;
+      finalizer.register(this, target, this);
+      const leaf = gradLeaves.get(this._node)?.deref() === this;
+      if (leaf) gradLeaves.delete(this._node);
+      this._node = n;
+      if (leaf) gradLeaves.set(n, new WeakRef(this));
+    } else {
+      if (n.op === 'BUFFER') n.buffer.retain();
+      this.setNode(n);
+    }
+    return this;
+  }
+
+  /** @internal The buffer a pending `assign` writes into. */
+  get _pendingTarget(): DeviceBuffer | undefined {
+    return this._target;
+  }
+
+  /**
+   * Overwrite the values from the host, in place and immediately (the tensor keeps its buffer). For
+   * values that change between steps of a compiled step: learning rates, masks, inputs.
+   */
+  write(data: ArrayLike<number> | number): this {
+    const values = typeof data === 'number' ? [data] : data;
+    if (values.length !== this.numel) throw new ShapeError(`write: ${values.length} values for a tensor of ${this.numel} elements (shape [${this.shape}])`);
+    this.realize();
+    const storage = allocStorage(this.dtype, this.numel);
+    for (let i = 0; i < values.length; i++) writeElement(this.dtype, storage, i, values[i]!);
+    const buf = this.node.buffer;
+    buf.assertLive('write to');
+    getRuntime(this.device).write(buf.mem, 0, new Uint8Array(storage.buffer, storage.byteOffset, storage.byteLength));
     return this;
   }
 
@@ -308,6 +352,17 @@ export class Tensor {
   _setRealized(buf: DeviceBuffer): void {
     const graph = this._node;
     const node = bufferNode(buf, graph.shape);
+    if (this._target) {
+      // The pending assignment landed in our own buffer: we already hold the reference.
+      finalizer.unregister(this);
+      this._target = undefined;
+      const leaf = gradLeaves.get(graph)?.deref() === this;
+      if (leaf) gradLeaves.delete(graph);
+      this._node = node;
+      finalizer.register(node, buf, this);
+      if (leaf) gradLeaves.set(node, new WeakRef(this));
+      return;
+    }
     // A non-leaf that requires grad keeps the graph it was computed from, so that a later backward()
     // through its buffer still reaches the leaves (reading the loss before backward() is common).
     if (this.requiresGrad && !gradLeaves.has(graph)) recordOrigin(node, graph);
@@ -1006,6 +1061,7 @@ export async function realizeAsync(...tensors: Tensor[]): Promise<Tensor[]> {
     const bufs = await realizeNodesAsync(
       ts.map((t) => t.node),
       getRuntime(device),
+      inPlaceTargets(ts),
     );
     claimBuffers(ts, bufs);
   }
@@ -1014,9 +1070,15 @@ export async function realizeAsync(...tensors: Tensor[]): Promise<Tensor[]> {
 
 function claimBuffers(ts: readonly Tensor[], bufs: Map<LazyNode, DeviceBuffer>): void {
   const claimed = new Set<DeviceBuffer>();
+  // Tensors assigning in place already own their buffer; others share fresh buffers by reference.
+  for (const t of ts) if (t._pendingTarget && bufs.get(t.node) === t._pendingTarget) claimed.add(t._pendingTarget);
   for (const t of ts) {
     const buf = bufs.get(t.node);
     if (!buf) continue;
+    if (t._pendingTarget === buf) {
+      t._setRealized(buf);
+      continue;
+    }
     if (claimed.has(buf)) buf.retain();
     claimed.add(buf);
     t._setRealized(buf);
@@ -1038,9 +1100,24 @@ export function realize(...tensors: Tensor[]): void {
     const bufs = realizeNodes(
       ts.map((t) => t.node),
       rt,
+      inPlaceTargets(ts),
     );
     claimBuffers(ts, bufs);
   }
+}
+
+function inPlaceTargets(ts: readonly Tensor[]): Map<LazyNode, DeviceBuffer> | undefined {
+  let m: Map<LazyNode, DeviceBuffer> | undefined;
+  for (const t of ts) {
+    const target = t._pendingTarget;
+    if (!target) continue;
+    m ??= new Map();
+    if (m.has(t.node) && m.get(t.node) !== target) {
+      throw new ValueError(`realize: one value is assigned into two different tensors; assign a copy (value.add(0)) to the second`);
+    }
+    m.set(t.node, target);
+  }
+  return m;
 }
 
 function inferShape(data: NestedArray): number[] {

@@ -230,9 +230,12 @@ describe('AdamW matches PyTorch semantics (float64 reference, 5 steps)', () => {
     const loss = a.square().sum();
     loss.backward();
     const pending = opt.prepareStep();
-    expect(pending.tensors.length).toBe(1);
-    expect(Array.from(a.dataSync())).toEqual([1, 2]); // nothing applied yet
+    // The parameter and its step counter, assigned lazily in place: realizing them applies the update.
+    expect(pending.tensors).toHaveLength(2);
+    expect(pending.tensors).toContain(a);
+    expect(a.isRealized).toBe(false);
     realize(loss, ...pending.tensors);
+    expect(loss.itemSync()).toBe(5); // computed from the parameters before the update
     pending.commit();
     expect(Array.from(a.dataSync())).toEqual([0.5, 1]);
     expect(() => pending.commit()).toThrow(/already committed/);

@@ -141,6 +141,10 @@ export class CpuRuntime implements Runtime {
   write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void {
     new Uint8Array((mem as NativeMemory).view, byteOffset, data.byteLength).set(data);
   }
+  copy(src: Binding, dst: Binding, bytes: number): void {
+    const from = new Uint8Array((src.mem as NativeMemory).view, src.byteOffset, bytes);
+    new Uint8Array((dst.mem as NativeMemory).view, dst.byteOffset, bytes).set(from);
+  }
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
     return new Uint8Array((mem as NativeMemory).view.slice(byteOffset, byteOffset + bytes));
   }
