@@ -56,6 +56,8 @@ export interface Runtime {
    * natively with no JavaScript between kernels).
    */
   launchMany?(launches: readonly Launch[]): void;
+  /** Optional: a copy expressed as a launch, so it can be ordered inside a `launchMany` sequence. */
+  copyLaunch?(src: Binding, dst: Binding, bytes: number): Launch;
   /** Optional: `launchMany` off the JavaScript thread, so the event loop stays free. */
   launchManyAsync?(launches: readonly Launch[]): Promise<void>;
   synchronize(): Promise<void>;

@@ -8,7 +8,7 @@ import type { LazyNode } from '../graph/node.js';
 import { toposort } from '../graph/node.js';
 import { recordAlloc, recordFree } from '../memory/stats.js';
 import { DeviceBuffer } from '../runtime/buffer.js';
-import type { Binding, Launch, Runtime } from '../runtime/device.js';
+import type { Binding, DeviceMemory, Launch, Runtime } from '../runtime/device.js';
 import type { MemoryPlan } from '../schedule/memory.js';
 import { checkPlan, planMemory } from '../schedule/memory.js';
 import type { Schedule, ScheduledKernel } from '../schedule/schedule.js';
@@ -95,6 +95,36 @@ export function describeSchedule({ schedule, plan }: PlannedSchedule): string {
   return lines.join('\n');
 }
 
+/** One realize as a jit capture records it: enough to replay it on the same buffers. */
+export interface CapturedRun {
+  readonly rt: Runtime;
+  readonly launches: readonly Launch[];
+  readonly copies: readonly { from: DeviceBuffer; to: DeviceBuffer }[];
+  /** The run's arena, kept alive (and accounted) by the capture. */
+  readonly arena: DeviceMemory | undefined;
+  readonly arenaBytes: number;
+  /** Buffers the run created, each retained once by the capture. */
+  readonly owned: readonly DeviceBuffer[];
+  /** Buffers that existed before the run (parameters, state, inputs), checked before each replay. */
+  readonly borrowed: readonly DeviceBuffer[];
+}
+
+let recorder: CapturedRun[] | undefined;
+
+/** Record every realize until `endCapture` (used by `jit`). */
+export function beginCapture(): void {
+  if (recorder) throw new Error('jit: captures cannot nest');
+  recorder = [];
+}
+export function endCapture(): CapturedRun[] {
+  const r = recorder ?? [];
+  recorder = undefined;
+  return r;
+}
+export function isCapturing(): boolean {
+  return recorder !== undefined;
+}
+
 interface PreparedRun {
   readonly launches: Launch[];
   readonly result: Map<LazyNode, DeviceBuffer>;
@@ -147,9 +177,22 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
   if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
   const finish = (ok: boolean) => {
+    if (ok && recorder) {
+      // A jit capture keeps everything this run touched: the arena, and a reference to every buffer.
+      // Buffers created by this run are owned (retained) by the capture; buffers that existed before
+      // (parameters, state, inputs) are borrowed: a replay checks they are still alive.
+      const owned = new Set<DeviceBuffer>();
+      for (const [n, b] of result) if (!inPlace?.has(n)) owned.add(b);
+      for (const c of copies) owned.add(c.from);
+      const borrowed = new Set<DeviceBuffer>();
+      for (const n of toposort(nodes)) if (n.op === 'BUFFER' && !owned.has(n.buffer)) borrowed.add(n.buffer);
+      for (const t of inPlace?.values() ?? []) borrowed.add(t);
+      for (const b of owned) b.retain();
+      recorder.push({ rt, launches, copies: copies.map((c) => ({ from: c.from, to: c.to })), arena, arenaBytes: plan.arenaBytes, owned: [...owned], borrowed: [...borrowed] });
+    }
     for (const c of copies) c.from.release();
     if (!ok) for (const [n, b] of result) if (!inPlace?.has(n)) b.release();
-    if (arena) {
+    if (arena && !(ok && recorder)) {
       rt.free(arena);
       recordFree(rt.name, plan.arenaBytes, 'arena');
     }

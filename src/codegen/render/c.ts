@@ -552,7 +552,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     } else {
       lines.push(`static void ${fn}_pack_b(const void *cv, int k0, int kc, int n0, int nc, float *dst) {`);
     }
-    lines.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), `  (void)c;`, ...batchDecls('  '));
+    lines.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), `  const uint32_t *S = c->S;`, `  (void)c; (void)S;`, ...batchDecls('  '));
     const ops = ctx.lines.map((l) => '    ' + l);
     const val = `(float)${operand(value, 'f32')}`;
     if (which === 'a') {
@@ -602,7 +602,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   ctx.lines.push(`      const float v${g.accId} = acc[(int64_t)r * ldacc + q];`);
   stmtsC(ctx, g.post, '      ');
   out.push(`static void ${fn}_epilogue(const void *cv, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {`);
-  out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
+  out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  const uint32_t *S = c->S;', '  (void)c; (void)S;', ...batchDecls('  '));
   out.push(`  for (int r = 0; r < mr; r++) {`);
   out.push(...decompose(g.m, 'm0 + r', '    '));
   out.push(`    for (int q = 0; q < nr; q++) {`);

@@ -39,6 +39,7 @@ interface SupportLib {
   lastError(): string;
   sym(handle: unknown, name: string): bigint;
   run(prog: BigUint64Array, len: number): number;
+  copyKernel(): bigint;
   runAsync(prog: BigUint64Array, len: number, cb: (err: unknown, res: number) => void): void;
 }
 
@@ -86,6 +87,7 @@ export class CpuRuntime implements Runtime {
       lastError: l.func('const char *tessera_last_error(void)') as SupportLib['lastError'],
       sym: l.func('uint64_t tessera_sym(void *h, const char *name)') as SupportLib['sym'],
       run: (prog, len) => run(prog, len),
+      copyKernel: l.func('uint64_t tessera_copy_kernel(void)') as SupportLib['copyKernel'],
       runAsync: (prog, len, cb) => run.async(prog, len, cb),
     };
     const envThreads = Number.parseInt(process.env.TESSERA_THREADS ?? '', 10);
@@ -216,6 +218,15 @@ export class CpuRuntime implements Runtime {
   launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void {
     this.run(this.encode([{ kernel, args, scalars }]));
   }
+  private copyKernelCache: NativeKernel | undefined;
+
+  /** A launch that copies `bytes` bytes, so copies can be ordered inside one native program. */
+  copyLaunch(src: Binding, dst: Binding, bytes: number): Launch {
+    const ir = { name: 'copy', params: [{}, {}] } as unknown as KernelIR;
+    this.copyKernelCache ??= { ir, addr: BigInt(this.lib.copyKernel()), symbol: 'copy_kernel' };
+    return { kernel: this.copyKernelCache, args: [dst, src], scalars: new Uint32Array([bytes % 2 ** 32, Math.floor(bytes / 2 ** 32)]) };
+  }
+
   launchMany(launches: readonly Launch[]): void {
     if (launches.length) this.run(this.encode(launches));
   }

@@ -289,3 +289,14 @@ int64_t tessera_run(const uint64_t *prog, int64_t len) {
   }
   return launches;
 }
+
+/* ---------------------------------------------------------------- copies inside programs */
+
+/* args = [dst, src], scalars = [bytes low 32 bits, bytes high 32 bits] */
+static void copy_kernel(void *const *args, const uint32_t *s) {
+  uint64_t bytes = (uint64_t)s[0] | ((uint64_t)s[1] << 32);
+  memcpy(args[0], args[1], (size_t)bytes);
+}
+
+/* Address of the copy kernel, so a program can order copies between kernel launches. */
+uint64_t tessera_copy_kernel(void) { return (uint64_t)(uintptr_t)copy_kernel; }
