@@ -272,12 +272,15 @@ export class GPT extends Module {
     const wasTraining = this.training;
     this.eval();
     try {
+      // Every step runs on a full window of blockSize tokens, right-padded: causal attention keeps the
+      // padding from affecting position T-1, and one input shape means the kernels compile once.
+      const W = this.config.blockSize;
       for (let step = 0; step < maxNewTokens; step++) {
-        const T = Math.min(rows[0]!.length, this.config.blockSize);
-        const ctx = rows.flatMap((r) => r.slice(r.length - T));
+        const T = Math.min(rows[0]!.length, W);
+        const ctx = rows.flatMap((r) => [...r.slice(r.length - T), ...new Array<number>(W - T).fill(0)]);
         const last = tidy(() =>
           noGrad(() => {
-            const input = tensor(ctx, { dtype: 'i32', shape: [B, T], device: idx.device });
+            const input = tensor(ctx, { dtype: 'i32', shape: [B, W], device: idx.device });
             const { logits } = this.forward(input);
             return Array.from(logits.slice(null, T - 1).dataSync());
           }),
