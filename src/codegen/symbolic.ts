@@ -317,3 +317,19 @@ export function render(e: IExpr): string {
       return `(${render(e.a)}%${e.d})`;
   }
 }
+
+/** Replace variables by expressions and re-simplify (used to flatten several loop axes into one). */
+export function substitute(e: IExpr, map: ReadonlyMap<string, IExpr>): IExpr {
+  switch (e.k) {
+    case 'c':
+      return e;
+    case 'v':
+      return map.get(e.name) ?? e;
+    case 'sum':
+      return add(...e.terms.map(([a, coef]) => mul(substitute(a, map), coef)), e.c);
+    case 'div':
+      return div(substitute(e.a, map), e.d);
+    case 'mod':
+      return mod(substitute(e.a, map), e.d);
+  }
+}

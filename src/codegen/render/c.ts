@@ -1,7 +1,7 @@
 import type { DType } from '../../dtype.js';
 import type { Expr, KernelIR, Operand, Stmt } from '../ir.js';
 import type { ICond, IExpr, IVar } from '../symbolic.js';
-import { canBeNegative } from '../symbolic.js';
+import { canBeNegative, div, ivar, mod, substitute } from '../symbolic.js';
 
 /**
  * The C renderer: kernel IR to C99 with GCC vector-friendly loops, compiled by the system compiler.
@@ -12,7 +12,7 @@ import { canBeNegative } from '../symbolic.js';
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 4;
+export const C_RENDERER_VERSION = 7;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -309,14 +309,43 @@ function storeC(ctx: Ctx, param: number, at: string, v: string): string {
   return `${p}[${at}] = (${CTYPE[d]})(${v});`;
 }
 
+/**
+ * An innermost reduce loop whose body only computes and accumulates into one f32 accumulator: it can
+ * be vectorised as an OpenMP SIMD reduction (partial sums in vector lanes, combined at the end).
+ */
+function simdReduction(ctx: Ctx, st: Extract<Stmt, { k: 'loop' }>): Extract<Stmt, { k: 'update' }> | undefined {
+  if (st.kind !== 'reduce' || st.v.max + 1 < 8) return undefined;
+  if (st.body.some((b) => b.k !== 'let' && b.k !== 'update')) return undefined;
+  const updates = st.body.filter((b) => b.k === 'update') as Extract<Stmt, { k: 'update' }>[];
+  if (updates.length !== 1 || ctx.ir.valueTypes[updates[0]!.id] !== 'f32') return undefined;
+  return updates[0];
+}
+
 function stmtsC(ctx: Ctx, stmts: readonly Stmt[], ind: string): void {
   for (const st of stmts) {
     switch (st.k) {
-      case 'loop':
+      case 'loop': {
+        const red = simdReduction(ctx, st);
+        if (red?.op === 'RMAX') {
+          // max as a lane-wise reduction; NaN propagation tracked separately (a NaN anywhere wins).
+          const a = `v${red.id}`;
+          const v = operand(red.value, 'f32');
+          ctx.lines.push(`${ind}int nan${red.id} = 0;`);
+          ctx.lines.push(`${ind}#pragma omp simd reduction(max:${a}) reduction(|:nan${red.id})`);
+          ctx.lines.push(`${ind}for (int64_t ${st.v.name} = 0; ${st.v.name} < ${st.v.max + 1}; ${st.v.name}++) {`);
+          stmtsC(ctx, st.body.filter((b) => b !== red), ind + '  ');
+          ctx.lines.push(`${ind}  ${a} = ${v} > ${a} ? ${v} : ${a};`);
+          ctx.lines.push(`${ind}  nan${red.id} |= ${v} != ${v};`);
+          ctx.lines.push(`${ind}}`);
+          ctx.lines.push(`${ind}if (nan${red.id}) ${a} = NAN;`);
+          break;
+        }
+        if (red) ctx.lines.push(`${ind}#pragma omp simd reduction(+:v${red.id})`);
         ctx.lines.push(`${ind}for (int64_t ${st.v.name} = 0; ${st.v.name} < ${st.v.max + 1}; ${st.v.name}++) {`);
         stmtsC(ctx, st.body, ind + '  ');
         ctx.lines.push(`${ind}}`);
         break;
+      }
       case 'let':
         ctx.lines.push(`${ind}const ${VTYPE[st.dtype]} v${st.id} = ${exprC(ctx, st.dtype, st.expr)};`);
         break;
@@ -514,19 +543,51 @@ function planGemm(ir: KernelIR): GemmPlan | undefined {
   for (const v of cb.vars) if (!kNames.has(v) && !n.some((q) => q.name === v) && !batch.some((q) => q.name === v)) return undefined;
   if (m.length === 0 || n.length === 0) return undefined;
   const post = inner.slice(accAt + 2);
-  return { batch, m, n, k, pre: inner.slice(0, accAt), accId: acc.id, reduceBody: body, aStmts: ca.stmts, bStmts: cb.stmts, a: x, b: y, post };
+  const plan: GemmPlan = { batch, m, n, k, pre: inner.slice(0, accAt), accId: acc.id, reduceBody: body, aStmts: ca.stmts, bStmts: cb.stmts, a: x, b: y, post };
+  // The tile's columns (N) are stored contiguously by the epilogue: orient the product so that the
+  // output's innermost axis is an N axis (swap the operands otherwise).
+  const innermost = vars[vars.length - 1];
+  if (innermost && m.includes(innermost)) {
+    return { ...plan, m: n, n: m, aStmts: cb.stmts, bStmts: ca.stmts, a: y, b: x };
+  }
+  return plan;
 }
 
-/** Emit `name = flat decomposed over vars` declarations (row-major over the vars' extents). */
-function decompose(vars: readonly IVar[], flat: string, ind: string): string[] {
-  const out: string[] = [];
+/** Each var of `vars` as an expression of one flat row-major variable named `flat`. */
+function flatten(vars: readonly IVar[], flat: string, into: Map<string, IExpr>): void {
+  const total = extentOf(vars);
+  const f = ivar(flat, 0, Math.max(0, total - 1));
   let stride = 1;
   for (let i = vars.length - 1; i >= 0; i--) {
     const e = vars[i]!.max + 1;
-    out.unshift(`${ind}const int64_t ${vars[i]!.name} = ${i === 0 ? `(${flat}) / ${stride}` : `((${flat}) / ${stride}) % ${e}`};`);
+    into.set(vars[i]!.name, i === 0 ? div(f, stride) : mod(div(f, stride), e));
     stride *= e;
   }
-  return out;
+}
+
+function substExpr(e: Expr, map: ReadonlyMap<string, IExpr>): Expr {
+  const sc = (c: ICond): ICond => ({ e: substitute(c.e, map), lo: c.lo, hi: c.hi });
+  switch (e.k) {
+    case 'load':
+      return { ...e, idx: substitute(e.idx, map), valid: e.valid.map(sc) };
+    case 'index':
+    case 'rand':
+      return { ...e, idx: substitute(e.idx, map) };
+    case 'valid':
+      return { ...e, conds: e.conds.map(sc) };
+    default:
+      return e;
+  }
+}
+
+/** Rewrite statements' index expressions in terms of flat variables (so `k = r0*64 + r1` becomes affine). */
+function substStmts(stmts: readonly Stmt[], map: ReadonlyMap<string, IExpr>): Stmt[] {
+  return stmts.map((s) => {
+    if (s.k === 'let') return { ...s, expr: substExpr(s.expr, map) };
+    if (s.k === 'store') return { ...s, idx: substitute(s.idx, map) };
+    if (s.k === 'loop') return { ...s, body: substStmts(s.body, map) };
+    return s;
+  });
 }
 
 const extentOf = (vars: readonly IVar[]) => vars.reduce((p, v) => p * (v.max + 1), 1);
@@ -539,10 +600,21 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   const out: string[] = [];
   const params = (ind: string) =>
     ir.params.map((p, i) => `${ind}${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`);
-  const batchDecls = (ind: string) => decompose(g.batch, 'c->batch', ind);
+  const batchDecls = (ind: string) => [`${ind}const int64_t bf = c->batch; (void)bf;`];
   out.push(`typedef struct { void *const *A; const uint32_t *S; int64_t batch; } ${fn}_ctx;`);
+  // Every axis becomes a function of one flat index per role (mf, nf, kf, bf): after simplification the
+  // operands' and the output's indices are affine in them wherever memory is contiguous.
+  const flat = new Map<string, IExpr>();
+  flatten(g.m, 'mf', flat);
+  flatten(g.n, 'nf', flat);
+  flatten(g.k, 'kf', flat);
+  flatten(g.batch, 'bf', flat);
+  const aStmts = substStmts(g.aStmts, flat);
+  const bStmts = substStmts(g.bStmts, flat);
+  const pre = substStmts(g.pre, flat);
+  const post = substStmts(g.post, flat);
   const operandFn = (which: 'a' | 'b') => {
-    const stmts = which === 'a' ? g.aStmts : g.bStmts;
+    const stmts = which === 'a' ? aStmts : bStmts;
     const value = which === 'a' ? g.a : g.b;
     const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
     stmtsC(ctx, stmts, '      ');
@@ -562,9 +634,8 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
       lines.push(`      const int64_t mf = (int64_t)m0 + p * TESSERA_MR + r;`);
       lines.push(`      float *d = dst + (int64_t)p * kc * TESSERA_MR + r;`);
       lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < kc; k++) d[(int64_t)k * TESSERA_MR] = 0.0f; continue; }`);
-      lines.push(...decompose(g.m, 'mf', '      '));
       lines.push(`      for (int k = 0; k < kc; k++) {`);
-      lines.push(...decompose(g.k, 'k0 + k', '        '));
+      lines.push(`        const int64_t kf = (int64_t)k0 + k;`);
       lines.push(...ops.map((l) => '  ' + l));
       lines.push(`        d[(int64_t)k * TESSERA_MR] = ${val};`);
       lines.push(`      }`);
@@ -578,12 +649,11 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
       lines.push(`    if (nb + lim > (int64_t)n0 + nc) lim = (int)((int64_t)n0 + nc - nb);`);
       lines.push(`    if (nb + lim > ${N}) lim = (int)(${N} - nb);`);
       lines.push(`    for (int k = 0; k < kc; k++) {`);
-      lines.push(...decompose(g.k, 'k0 + k', '      '));
+      lines.push(`      const int64_t kf = (int64_t)k0 + k;`);
       lines.push(`      float *d = dst + ((int64_t)p * kc + k) * TESSERA_NR;`);
       lines.push(`      int q = 0;`);
       lines.push(`      for (; q < lim; q++) {`);
       lines.push(`        const int64_t nf = nb + q;`);
-      lines.push(...decompose(g.n, 'nf', '        '));
       lines.push(...ops.map((l) => '  ' + l));
       lines.push(`        d[q] = ${val};`);
       lines.push(`      }`);
@@ -598,15 +668,15 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   out.push(operandFn('b'));
   // Epilogue: the global-scope statements around the accumulator, with the accumulator as the tile value.
   const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
-  stmtsC(ctx, g.pre, '      ');
+  stmtsC(ctx, pre, '      ');
   ctx.lines.push(`      const float v${g.accId} = acc[(int64_t)r * ldacc + q];`);
-  stmtsC(ctx, g.post, '      ');
+  stmtsC(ctx, post, '      ');
   out.push(`static void ${fn}_epilogue(const void *cv, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {`);
   out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  const uint32_t *S = c->S;', '  (void)c; (void)S;', ...batchDecls('  '));
   out.push(`  for (int r = 0; r < mr; r++) {`);
-  out.push(...decompose(g.m, 'm0 + r', '    '));
+  out.push(`    const int64_t mf = (int64_t)m0 + r;`);
   out.push(`    for (int q = 0; q < nr; q++) {`);
-  out.push(...decompose(g.n, 'n0 + q', '      '));
+  out.push(`      const int64_t nf = (int64_t)n0 + q;`);
   out.push(...ctx.lines);
   out.push(`    }`);
   out.push(`  }`);

@@ -30,7 +30,8 @@ export function defaultCompilerConfig(): CompilerConfig {
   const opt = process.env.TESSERA_CFLAGS?.split(/\s+/).filter(Boolean) ?? ['-O3', '-march=native'];
   // No FP traps or errno are ever observed, and without them GCC can if-convert and vectorise the
   // selects and roundings of the math helpers; results are unchanged (unlike -ffast-math).
-  return { cc: process.env.TESSERA_CC || 'cc', flags: [...opt, '-fno-trapping-math', '-fno-math-errno', '-std=gnu11', '-shared', '-fPIC'], cacheDir: defaultCacheDir() };
+  // -fopenmp-simd honours the `omp simd reduction` pragmas on reduce loops (no OpenMP runtime).
+  return { cc: process.env.TESSERA_CC || 'cc', flags: [...opt, '-fno-trapping-math', '-fno-math-errno', '-fopenmp-simd', '-std=gnu11', '-shared', '-fPIC'], cacheDir: defaultCacheDir() };
 }
 
 const versions = new Map<string, string | undefined>();
