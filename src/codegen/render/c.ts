@@ -1,7 +1,7 @@
 import type { DType } from '../../dtype.js';
 import type { Expr, KernelIR, Operand, Stmt } from '../ir.js';
 import type { ICond, IExpr, IVar } from '../symbolic.js';
-import { canBeNegative, div, ivar, mod, substitute } from '../symbolic.js';
+import { canBeNegative, div, iconst, ivar, mod, substitute, vars } from '../symbolic.js';
 
 /**
  * The C renderer: kernel IR to C99 with GCC vector-friendly loops, compiled by the system compiler.
@@ -12,7 +12,7 @@ import { canBeNegative, div, ivar, mod, substitute } from '../symbolic.js';
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 7;
+export const C_RENDERER_VERSION = 10;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -590,6 +590,23 @@ function substStmts(stmts: readonly Stmt[], map: ReadonlyMap<string, IExpr>): St
   });
 }
 
+/**
+ * If an operand is a single f32 load at `base + ld·row + col` (row-major in the GEMM's own axes), its
+ * parameter, base offset (which may depend on the batch index) and row stride.
+ */
+function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, row: string, col: string): { param: number; base: IExpr; ld: number } | undefined {
+  if (stmts.length !== 1 || value.k !== 'ref') return undefined;
+  const st = stmts[0]!;
+  if (st.k !== 'let' || st.id !== value.id || st.expr.k !== 'load' || st.expr.valid.length) return undefined;
+  if (ir.params[st.expr.param]!.dtype !== 'f32') return undefined;
+  const e = st.expr.idx;
+  const ld = coefOf(e, row);
+  if (coefOf(e, col) !== 1 || ld === undefined || ld < 1 || ld > 2 ** 30) return undefined;
+  const base = substitute(e, new Map([[row, iconst(0)], [col, iconst(0)]]));
+  if (vars(base).has(row) || vars(base).has(col)) return undefined;
+  return { param: st.expr.param, base, ld };
+}
+
 const extentOf = (vars: readonly IVar[]) => vars.reduce((p, v) => p * (v.max + 1), 1);
 
 function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
@@ -627,6 +644,18 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     lines.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), `  const uint32_t *S = c->S;`, `  (void)c; (void)S;`, ...batchDecls('  '));
     const ops = ctx.lines.map((l) => '    ' + l);
     const val = `(float)${operand(value, 'f32')}`;
+    const fast = rowMajorOperand(ir, stmts, value, which === 'a' ? 'mf' : 'kf', which === 'a' ? 'kf' : 'nf');
+    if (fast) {
+      // A plain row-major f32 operand: the driver's tuned packer (vector copies / in-register transpose).
+      const ld = fast.ld;
+      lines.push(
+        which === 'a'
+          ? `  tessera_pack_a_rowmajor_ex(b${fast.param} + ${idx(fast.base)}, ${ld}, m0, mc, k0, kc, dst);`
+          : `  tessera_pack_b_rowmajor_ex(b${fast.param} + ${idx(fast.base)}, ${ld}, k0, kc, n0, nc, dst);`,
+      );
+      lines.push(`}`);
+      return lines.join('\n');
+    }
     if (which === 'a') {
       // Row by row: the row's axes are decomposed once, the k loop reads along contiguous memory.
       lines.push(`  for (int p = 0; p < (mc + TESSERA_MR - 1) / TESSERA_MR; p++) {`);
@@ -673,6 +702,15 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   stmtsC(ctx, post, '      ');
   out.push(`static void ${fn}_epilogue(const void *cv, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {`);
   out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  const uint32_t *S = c->S;', '  (void)c; (void)S;', ...batchDecls('  '));
+  const plainStore = pre.length === 0 && post.length === 1 && post[0]!.k === 'store' && post[0]!.value.k === 'ref' && post[0]!.value.id === g.accId && ir.params[0]!.dtype === 'f32';
+  const ldc = plainStore ? coefOf((post[0] as Extract<Stmt, { k: 'store' }>).idx, 'mf') : undefined;
+  if (plainStore && ldc !== undefined && ldc >= 1 && coefOf((post[0] as Extract<Stmt, { k: 'store' }>).idx, 'nf') === 1) {
+    // Nothing fused after the product: hand the tile to the driver's row-major store.
+    const base = substitute((post[0] as Extract<Stmt, { k: 'store' }>).idx, new Map([['mf', iconst(0)], ['nf', iconst(0)]]));
+    out.push(`  tessera_gemm_rowmajor st = { .C = b0 + ${idx(base)}, .ldc = ${ldc} };`);
+    out.push(`  tessera_store_rowmajor(&st, m0, mr, n0, nr, acc, ldacc);`);
+    out.push(`}`);
+  } else {
   out.push(`  for (int r = 0; r < mr; r++) {`);
   out.push(`    const int64_t mf = (int64_t)m0 + r;`);
   out.push(`    for (int q = 0; q < nr; q++) {`);
@@ -681,6 +719,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   out.push(`    }`);
   out.push(`  }`);
   out.push(`}`);
+  }
   const desc = `{ .M = ${M}, .N = ${N}, .K = ${K}, .pack_a = ${fn}_pack_a, .pack_b = ${fn}_pack_b, .epilogue = ${fn}_epilogue, .ctx = &c }`;
   out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_bctx;`);
   out.push(`static void ${fn}_batch(void *cv, int64_t lo, int64_t hi) {`);
@@ -704,10 +743,108 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   return out.join('\n');
 }
 
+/** Coefficient of variable `name` in an affine index (0 if absent, undefined if not affine in it). */
+function coefOf(e: IExpr, name: string): number | undefined {
+  if (e.k === 'v') return e.name === name ? 1 : 0;
+  if (e.k === 'c') return 0;
+  if (e.k === 'sum') {
+    let c = 0;
+    for (const [a, k] of e.terms) {
+      if (a.k === 'v') c += a.name === name ? k : 0;
+      else if (vars(a).has(name)) return undefined;
+    }
+    return c;
+  }
+  return vars(e).has(name) ? undefined : 0;
+}
+
+/**
+ * A reduction whose output's innermost axis is contiguous in the input while the reduced axes are
+ * outer (bias and norm-weight gradients: sum over rows for each column). The straightforward loop nest
+ * walks columns with a large stride; this form keeps one accumulator per column, sweeps rows in order,
+ * and vectorises along the row.
+ */
+function renderColumnReduce(ir: KernelIR, fn: string): string | undefined {
+  const { vars: gv, inner } = globalNest(ir.body);
+  if (gv.length === 0 || inner.length < 3 || inner[0]!.k !== 'acc') return undefined;
+  const acc = inner[0] as Extract<Stmt, { k: 'acc' }>;
+  const loop = inner[1]!;
+  if (acc.dtype !== 'f32' || loop.k !== 'loop' || loop.kind !== 'reduce') return undefined;
+  const rv: IVar[] = [];
+  let body: readonly Stmt[] = [loop];
+  while (body.length === 1 && body[0]!.k === 'loop') {
+    rv.push(body[0]!.v);
+    body = body[0]!.body;
+  }
+  if (body.some((b) => b.k !== 'let')) {
+    const upd = body.filter((b) => b.k !== 'let');
+    if (upd.length !== 1 || upd[0]!.k !== 'update' || upd[0]!.op !== 'SUM' || upd[0]!.id !== acc.id) return undefined;
+  } else return undefined;
+  const post = inner.slice(2);
+  if (post.some((b) => b.k === 'loop' || b.k === 'acc')) return undefined;
+  const col = gv[gv.length - 1]!;
+  const E = col.max + 1;
+  if (E < 16 || E > 8192) return undefined;
+  // Every load in the reduce body must be contiguous along the column and strided along the rows.
+  let contiguous = 0;
+  for (const b of body) {
+    if (b.k !== 'let' || b.expr.k !== 'load') continue;
+    const c = coefOf(b.expr.idx, col.name);
+    if (c === undefined || (c !== 0 && c !== 1) || b.expr.valid.length) return undefined;
+    if (c === 1) contiguous++;
+  }
+  if (contiguous === 0) return undefined;
+  const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+  const outer = gv.slice(0, -1);
+  const extent = extentOf(outer);
+  const out: string[] = [];
+  out.push(`static void ${fn}_range(void *const *A, const uint32_t *S, int64_t lo, int64_t hi) {`);
+  out.push(...paramDecls(ir), '  (void)S;');
+  out.push(`  float *colacc = (float *)__builtin_alloca(sizeof(float) * ${E});`);
+  out.push(`  for (int64_t P = lo; P < hi; P++) {`);
+  let stride = 1;
+  const decls: string[] = [];
+  for (let i = outer.length - 1; i >= 0; i--) {
+    const e = outer[i]!.max + 1;
+    decls.unshift(`    const int64_t ${outer[i]!.name} = ${i === 0 ? `P / ${stride}` : `(P / ${stride}) % ${e}`};`);
+    stride *= e;
+  }
+  out.push(...decls, `    (void)P;`);
+  out.push(`    for (int64_t ${col.name} = 0; ${col.name} < ${E}; ${col.name}++) colacc[${col.name}] = ${literal(acc.init, 'f32')};`);
+  let ind = '    ';
+  for (const v of rv) {
+    out.push(`${ind}for (int64_t ${v.name} = 0; ${v.name} < ${v.max + 1}; ${v.name}++) {`);
+    ind += '  ';
+  }
+  out.push(`${ind}#pragma omp simd`);
+  out.push(`${ind}for (int64_t ${col.name} = 0; ${col.name} < ${E}; ${col.name}++) {`);
+  stmtsC(ctx, body.filter((b) => b.k === 'let'), ind + '  ');
+  out.push(...ctx.lines);
+  const upd = body.find((b) => b.k === 'update') as Extract<Stmt, { k: 'update' }>;
+  out.push(`${ind}  colacc[${col.name}] += ${operand(upd.value, 'f32')};`);
+  out.push(`${ind}}`);
+  for (let i = rv.length; i > 0; i--) out.push(`${'    ' + '  '.repeat(i - 1)}}`);
+  const pctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+  stmtsC(pctx, post, '      ');
+  out.push(`    for (int64_t ${col.name} = 0; ${col.name} < ${E}; ${col.name}++) {`);
+  out.push(`      const float v${acc.id} = colacc[${col.name}];`);
+  out.push(...pctx.lines);
+  out.push(`    }`);
+  out.push(`  }`);
+  out.push(`}`);
+  out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_ctx;`);
+  out.push(`static void ${fn}_task(void *c, int64_t lo, int64_t hi) { ${fn}_ctx *x = (${fn}_ctx *)c; ${fn}_range(x->A, x->S, lo, hi); }`);
+  out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+  out.push(work(ir.body) < PARALLEL_MIN_WORK * 4 || extent < 2 ? `  ${fn}_range(A, S, 0, ${extent});` : `  ${fn}_ctx c = { A, S };
+  T->parallel_for(${extent}, ${fn}_task, &c);`);
+  out.push(`}`);
+  return out.join('\n');
+}
+
 /** C source of one kernel, defining `void fn(void *const *args, const uint32_t *scalars)`. */
 export function renderKernelC(ir: KernelIR, fn: string): string {
   const g = planGemm(ir);
-  const body = g ? renderGemmKernel(ir, fn, g) : renderLoopKernel(ir, fn);
+  const body = g ? renderGemmKernel(ir, fn, g) : (renderColumnReduce(ir, fn) ?? renderLoopKernel(ir, fn));
   return `/* ${ir.name}: ${ir.kind}${g ? ' via GEMM driver' : ''} */\n${body}\n`;
 }
 
