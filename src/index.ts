@@ -11,3 +11,5 @@ export { DTYPES, promoteTypes } from './dtype.js';
 export { getRuntime, setDefaultDevice, getDefaultDevice, listDevices, registerDevice } from './runtime/registry.js';
 export { setDebug } from './debug.js';
 export * as memory from './memory/stats.js';
+export { jit } from './jit/jit.js';
+export type { Jitted, JitStats } from './jit/jit.js';
