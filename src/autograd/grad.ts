@@ -10,6 +10,7 @@ import {
   reduceNode,
   reshapeNode,
   shrinkNode,
+  toposort,
   unaryNode,
   whereNode,
 } from '../graph/node.js';
@@ -147,21 +148,7 @@ function diffSources(n: LazyNode): readonly LazyNode[] {
 
 /** Nodes gradients can reach from `root` (through recorded origins), sources first. */
 export function diffToposort(root: LazyNode): LazyNode[] {
-  const seen = new Set<LazyNode>();
-  const order: LazyNode[] = [];
-  const stack: [LazyNode, boolean][] = [[root, false]];
-  while (stack.length) {
-    const [n, done] = stack.pop()!;
-    if (done) {
-      order.push(n);
-      continue;
-    }
-    if (seen.has(n)) continue;
-    seen.add(n);
-    stack.push([n, true]);
-    for (const s of diffSources(n)) if (!seen.has(s)) stack.push([s, false]);
-  }
-  return order;
+  return toposort([root], diffSources);
 }
 
 /**

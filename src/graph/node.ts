@@ -235,8 +235,11 @@ export function strideNode(x: LazyNode, steps: readonly number[]): LazyNode {
   return make('STRIDE', x.dtype, shape, [x], [...steps]);
 }
 
-/** Nodes reachable from `roots`, in an order where every node follows its sources. */
-export function toposort(roots: readonly LazyNode[]): LazyNode[] {
+/**
+ * Nodes reachable from `roots`, in an order where every node follows its sources. `sources` says what a
+ * node's sources are (autodiff follows realized buffers back to the graphs that computed them).
+ */
+export function toposort(roots: readonly LazyNode[], sources: (n: LazyNode) => readonly LazyNode[] = (n) => n.src): LazyNode[] {
   const seen = new Set<LazyNode>();
   const order: LazyNode[] = [];
   const stack: [LazyNode, boolean][] = roots.map((r) => [r, false]);
@@ -249,7 +252,8 @@ export function toposort(roots: readonly LazyNode[]): LazyNode[] {
     if (seen.has(n)) continue;
     seen.add(n);
     stack.push([n, true]);
-    for (let i = n.src.length - 1; i >= 0; i--) if (!seen.has(n.src[i]!)) stack.push([n.src[i]!, false]);
+    const src = sources(n);
+    for (let i = src.length - 1; i >= 0; i--) if (!seen.has(src[i]!)) stack.push([src[i]!, false]);
   }
   return order;
 }

@@ -7,6 +7,8 @@ import type { ICond, IExpr } from '../codegen/symbolic.js';
 import { canBeNegative } from '../codegen/symbolic.js';
 import { DeviceError } from '../errors.js';
 import type { Binding, CompiledKernel, DeviceLimits, DeviceMemory, Runtime } from './device.js';
+import type { HostMemory } from './host.js';
+import { hostMemoryOps } from './host.js';
 
 /**
  * The reference runtime: executes kernel IR in plain JavaScript, exactly, on host memory. Every other
@@ -15,9 +17,6 @@ import type { Binding, CompiledKernel, DeviceLimits, DeviceMemory, Runtime } fro
  * kernel on its own (closures shared across kernels went megamorphic and ran 5x slower).
  */
 
-interface HostMemory extends DeviceMemory {
-  readonly data: ArrayBuffer;
-}
 
 type Views = AnyTypedArray[];
 type Run = (b: Views, sc: Uint32Array) => void;
@@ -31,17 +30,17 @@ interface InterpKernel extends CompiledKernel {
 function viewFor(dtype: DType, mem: HostMemory, byteOffset: number, numel: number): AnyTypedArray {
   switch (dtype) {
     case 'f32':
-      return new Float32Array(mem.data, byteOffset, numel);
+      return new Float32Array(mem.host, byteOffset, numel);
     case 'f16':
     case 'bf16':
-      return new Uint16Array(mem.data, byteOffset, numel);
+      return new Uint16Array(mem.host, byteOffset, numel);
     case 'i32':
-      return new Int32Array(mem.data, byteOffset, numel);
+      return new Int32Array(mem.host, byteOffset, numel);
     case 'i8':
-      return new Int8Array(mem.data, byteOffset, numel);
+      return new Int8Array(mem.host, byteOffset, numel);
     case 'u8':
     case 'bool':
-      return new Uint8Array(mem.data, byteOffset, numel);
+      return new Uint8Array(mem.host, byteOffset, numel);
   }
 }
 
@@ -219,21 +218,14 @@ export class InterpRuntime implements Runtime {
   }
 
   alloc(bytes: number): HostMemory {
-    return { bytes, data: new ArrayBuffer(bytes) };
+    return { bytes, host: new ArrayBuffer(bytes) };
   }
   free(_mem: DeviceMemory): void {
     // Host memory is returned to the JavaScript heap when the last reference goes.
   }
-  write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void {
-    new Uint8Array((mem as HostMemory).data, byteOffset, data.byteLength).set(data);
-  }
-  copy(src: Binding, dst: Binding, bytes: number): void {
-    const from = new Uint8Array((src.mem as HostMemory).data, src.byteOffset, bytes);
-    new Uint8Array((dst.mem as HostMemory).data, dst.byteOffset, bytes).set(from);
-  }
-  readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
-    return new Uint8Array((mem as HostMemory).data.slice(byteOffset, byteOffset + bytes));
-  }
+  readonly write = hostMemoryOps.write;
+  readonly copy = hostMemoryOps.copy;
+  readonly readSync = hostMemoryOps.readSync;
   async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
     return this.readSync(mem, byteOffset, bytes);
   }

@@ -7,14 +7,15 @@ import type { KernelIR } from '../../codegen/ir.js';
 import { C_PRELUDE, C_RENDERER_VERSION, renderKernelC } from '../../codegen/render/c.js';
 import { DeviceError } from '../../errors.js';
 import type { Binding, CompiledKernel, DeviceLimits, DeviceMemory, Launch, Runtime } from '../device.js';
+import type { HostMemory } from '../host.js';
+import { hostMemoryOps } from '../host.js';
 import type { CompilerConfig } from './compiler.js';
 import { compileShared, compilerVersion, csrcDir, defaultCompilerConfig } from './compiler.js';
 
 /** Host memory owned by the C runtime (64-byte aligned), viewed from JavaScript without copies. */
-interface NativeMemory extends DeviceMemory {
+interface NativeMemory extends HostMemory {
   readonly ptr: unknown;
   readonly addr: bigint;
-  readonly view: ArrayBuffer;
   freed: boolean;
 }
 
@@ -118,7 +119,7 @@ export class CpuRuntime implements Runtime {
     }
     const ptr = this.lib.alloc(bytes);
     if (!ptr) throw new DeviceError(`cpu backend: out of memory allocating ${bytes} bytes`);
-    return { bytes, ptr, addr: this.koffi.address(ptr), view: this.koffi.view(ptr, Math.max(bytes, 1)), freed: false };
+    return { bytes, ptr, addr: this.koffi.address(ptr), host: this.koffi.view(ptr, Math.max(bytes, 1)), freed: false };
   }
   free(mem: DeviceMemory): void {
     const m = mem as NativeMemory;
@@ -140,16 +141,9 @@ export class CpuRuntime implements Runtime {
     this.pool.clear();
     this.pooledBytes = 0;
   }
-  write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void {
-    new Uint8Array((mem as NativeMemory).view, byteOffset, data.byteLength).set(data);
-  }
-  copy(src: Binding, dst: Binding, bytes: number): void {
-    const from = new Uint8Array((src.mem as NativeMemory).view, src.byteOffset, bytes);
-    new Uint8Array((dst.mem as NativeMemory).view, dst.byteOffset, bytes).set(from);
-  }
-  readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
-    return new Uint8Array((mem as NativeMemory).view.slice(byteOffset, byteOffset + bytes));
-  }
+  readonly write = hostMemoryOps.write;
+  readonly copy = hostMemoryOps.copy;
+  readonly readSync = hostMemoryOps.readSync;
   async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
     return this.readSync(mem, byteOffset, bytes);
   }

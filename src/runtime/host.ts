@@ -1,0 +1,20 @@
+import type { Binding, DeviceMemory } from './device.js';
+
+/** Device memory that JavaScript can address directly (interp: an ArrayBuffer; cpu: a view of C memory). */
+export interface HostMemory extends DeviceMemory {
+  readonly host: ArrayBuffer;
+}
+
+/** Reads, writes and copies shared by the runtimes whose memory lives on the host. */
+export const hostMemoryOps = {
+  write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void {
+    new Uint8Array((mem as HostMemory).host, byteOffset, data.byteLength).set(data);
+  },
+  copy(src: Binding, dst: Binding, bytes: number): void {
+    const from = new Uint8Array((src.mem as HostMemory).host, src.byteOffset, bytes);
+    new Uint8Array((dst.mem as HostMemory).host, dst.byteOffset, bytes).set(from);
+  },
+  readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
+    return new Uint8Array((mem as HostMemory).host.slice(byteOffset, byteOffset + bytes));
+  },
+};
