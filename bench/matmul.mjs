@@ -2,13 +2,15 @@
 /**
  * f32 matmul GFLOP/s, Tessera side by side with its peers, in one run:
  *
- *   node bench/matmul.mjs [--sizes 256,512,1024,2048] [--threads 1,2] [--peers tessera,pytorch,onnxruntime,tfjs-wasm]
+ *   node bench/matmul.mjs [--sizes 256,512,1024,2048] [--threads 1,2] [--peers tessera,tessera-jit,pytorch,onnxruntime,tfjs-wasm]
  *                         [--samples 7] [--min-sample-ms 100] [--interp-max-n 512] [--retries 2] [--busy-threshold 0.25]
  *
  * Every (peer, n, threads) measurement runs in its own child process (this script with `--worker`, or
  * bench/peers/torch_matmul.py), with the thread count set through the peer's own knob:
  *   tessera      TESSERA_THREADS=t; realize of a.matmul(b) on realized inputs (first call, which
  *                compiles, is not timed); the device is 'cpu' when registered, else 'interp'
+ *   tessera-jit  the same, through `const mm = jit((a, b) => a.matmul(b))` from dist/jit: calls 1 (trace),
+ *                2 (capture) and 3 (first replay) are not timed; timed calls are replays, `mm(a, b).dispose()`
  *   pytorch      torch.set_num_threads(t) (+ OMP_NUM_THREADS), Debian torch 1.13 + OpenBLAS, run with
  *                /usr/bin/python3 and OPENBLAS_CORETYPE=SkylakeX
  *   onnxruntime  onnxruntime-node, a one-node MatMul model written by bench/lib/onnx.mjs, intraOpNumThreads=t
@@ -45,12 +47,13 @@ import {
   writeResult,
 } from './lib/common.mjs';
 import { matmulModel } from './lib/onnx.mjs';
-import { matmulTable } from './lib/tables.mjs';
+import { matmulRatioTable, matmulTable } from './lib/tables.mjs';
 
 const require = createRequire(join(BENCH_DIR, 'package.json'));
 const args = parseArgs();
 const SELF = join(BENCH_DIR, 'matmul.mjs');
-export const ALL_PEERS = ['tessera', 'pytorch', 'onnxruntime', 'tfjs-wasm'];
+export const ALL_PEERS = ['tessera', 'tessera-jit', 'pytorch', 'onnxruntime', 'tfjs-wasm'];
+const isTessera = (p) => p === 'tessera' || p === 'tessera-jit';
 
 const flopOf = (n) => 2 * n ** 3;
 function summary(peer, n, threads, t, extra = {}) {
@@ -104,6 +107,53 @@ async function workerTessera(n, threads, timing) {
     first_compiled: firstStats.compiled,
     kernels_per_call: stats.kernels,
     kinds: stats.kinds,
+    max_rel_err,
+  });
+}
+
+async function workerTesseraJit(n, threads, timing) {
+  const T = await importTessera();
+  const { jit } = await importTessera('jit/index.js');
+  if (typeof jit !== 'function') throw new Error('dist/jit/index.js exports no jit function');
+  const { device, runtime, devices, note } = pickDevice(T);
+  const rt = T.getRuntime(device);
+  const Ah = randomF32(n * n, 1);
+  const Bh = randomF32(n * n, 2);
+  const a = T.tensor(Ah, { shape: [n, n], dtype: 'f32', device }).realize();
+  const b = T.tensor(Bh, { shape: [n, n], dtype: 'f32', device }).realize();
+  const mm = jit((x, y) => x.matmul(y));
+  const sync = async () => {
+    if (!rt.synchronous) await rt.synchronize();
+  };
+  // call 1 traces (and compiles), call 2 captures, call 3 is the first replay: none is timed
+  const t0 = performance.now();
+  mm(a, b).dispose();
+  await sync();
+  const first_ms = performance.now() - t0;
+  const firstStats = T.lastRealizeStats();
+  mm(a, b).dispose();
+  await sync();
+  const c3 = mm(a, b);
+  await sync();
+  if (mm.stats.replayed !== 1) throw new Error(`jit: call 3 was not a replay (${JSON.stringify(mm.stats)})`);
+  const C = rt.synchronous ? c3.dataSync() : await c3.data();
+  const max_rel_err = checkMatmul(Ah, Bh, C, n); // checked on a replayed result
+  c3.dispose();
+  const t = await timeIt(async () => {
+    const c = mm(a, b);
+    await sync();
+    c.dispose();
+  }, timing);
+  return summary('tessera-jit', n, threads, t, {
+    device,
+    runtime,
+    devices,
+    device_note: note,
+    tessera_threads_env: process.env.TESSERA_THREADS ?? null,
+    first_ms,
+    first_compiled: firstStats.compiled,
+    jit_stats: { ...mm.stats },
+    launches_per_replay: mm.stats.launchesPerReplay,
     max_rel_err,
   });
 }
@@ -175,7 +225,12 @@ async function worker() {
   const n = Number(args.n);
   const threads = Number(args.threads ?? 1);
   const timing = { samples: Number(args.samples ?? 7), minSampleMs: Number(args['min-sample-ms'] ?? 100) };
-  const fn = { tessera: workerTessera, onnxruntime: workerOrt, 'tfjs-wasm': workerTfjs }[args.worker];
+  const fn = {
+    tessera: workerTessera,
+    'tessera-jit': workerTesseraJit,
+    onnxruntime: workerOrt,
+    'tfjs-wasm': workerTfjs,
+  }[args.worker];
   if (!fn) throw new Error(`unknown worker ${args.worker}`);
   try {
     console.log(JSON.stringify(await fn(n, threads, timing)));
@@ -211,7 +266,7 @@ function measure(peer, n, threads, timing) {
     );
   }
   const env = { ...process.env };
-  if (peer === 'tessera') env.TESSERA_THREADS = String(threads);
+  if (isTessera(peer)) env.TESSERA_THREADS = String(threads);
   else env.OMP_NUM_THREADS = String(threads);
   return runJsonChildQuiet(process.execPath, [SELF, '--worker', peer, ...common], { env }, quiet);
 }
@@ -227,7 +282,7 @@ async function main() {
     if (!ALL_PEERS.includes(p)) throw new Error(`unknown peer ${p} (expected ${ALL_PEERS.join(', ')})`);
 
   let tess = null;
-  if (peers.includes('tessera')) {
+  if (peers.some(isTessera)) {
     const probe = probeTesseraDevice();
     if (!probe.ok) throw new Error(`cannot load Tessera: ${probe.error}\n${probe.stderr}`);
     tess = probe.result;
@@ -245,7 +300,7 @@ async function main() {
   for (const threads of threadList) {
     for (const n of sizes) {
       for (const peer of peers) {
-        if (peer === 'tessera' && tess.runtime === 'interp' && (n > interpMaxN || threads > 1)) {
+        if (isTessera(peer) && tess.runtime === 'interp' && (n > interpMaxN || threads > 1)) {
           results.push({
             peer,
             n,
@@ -315,6 +370,8 @@ async function main() {
     `\nGFLOP/s best / median (% of the ${peak ? 'measured' : 'unknown'} FMA peak at that thread count, from best):\n`,
   );
   console.log(matmulTable(res, peak));
+  console.log('\nThroughput ratios, best / best (median / median); above 1: the first is faster:\n');
+  console.log(matmulRatioTable(res));
   console.log(`\nwrote ${file}`);
 }
 

@@ -8,7 +8,16 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULTS_DIR, ROOT_DIR, fmt, parseArgs, readResult } from './lib/common.mjs';
-import { gptFlopsPerStep, gptTable, matmulTable } from './lib/tables.mjs';
+import {
+  gptFlopsPerStep,
+  gptLabel,
+  gptTable,
+  matmulLabel,
+  matmulRatio,
+  matmulRatioTable,
+  matmulRow,
+  matmulTable,
+} from './lib/tables.mjs';
 
 const args = parseArgs();
 const out = resolve(ROOT_DIR, args.out ?? 'docs/benchmarks.md');
@@ -37,14 +46,217 @@ p(
   '',
 );
 if (runInfo) p(`Last full run: ${code(runInfo.command)}, ${runInfo.started} to ${runInfo.finished}.`, '');
+
+// ---------------------------------------------------------------------------------------------------
+// Key figures, all read from the results files
+const pct = (g, t) => (peak?.fma?.[t]?.gflops ? (100 * g) / peak.fma[t].gflops : undefined);
+const x3 = (v) => (v === undefined ? 'n/a' : `${v.toFixed(3)}x`);
+const word = (ratio, faster = 'faster', slower = 'slower') =>
+  ratio === undefined
+    ? 'not comparable'
+    : ratio >= 1.03
+      ? faster
+      : ratio <= 1 / 1.03
+        ? slower
+        : 'on par (within 3%)';
+const TJ = 'tessera-jit';
+const gRows = gpt ? Object.fromEntries(gpt.results.filter((r) => !r.error).map((r) => [r.peer, r])) : {};
+const gFailed = gpt ? gpt.results.filter((r) => r.error) : [];
+const gRatio = (t, o) => (gRows[t] && gRows[o] ? gRows[o].ms_median / gRows[t].ms_median : undefined);
+
+p('## Key figures', '');
+{
+  const K = [];
+  if (peak) {
+    K.push(
+      `**Machine limits** (measured by ${code(peak.command)}): f32 FMA peak ${Object.entries(peak.fma)
+        .map(([t, f]) => `**${fmt(f.gflops)} GFLOP/s** on ${t} thread${t > 1 ? 's' : ''}`)
+        .join(', ')}; DRAM bandwidth (STREAM triad) ${Object.entries(peak.stream)
+        .map(([t, st]) => `**${fmt(st.triad_gbs)} GB/s** on ${t} thread${t > 1 ? 's' : ''}`)
+        .join(', ')}.`,
+    );
+  } else K.push('Machine limits: no bench/results/peak.json.');
+  if (mm) {
+    const n0 = mm.sizes.includes(1024) ? 1024 : mm.sizes.at(-1);
+    const t0 = mm.threads.includes(2) ? 2 : mm.threads.at(-1);
+    const cells = mm.peers
+      .map((pe) => {
+        const r = matmulRow(mm, pe, n0, t0);
+        if (!r) {
+          const raw = mm.results.find((x) => x.peer === pe && x.n === n0 && x.threads === t0);
+          const why = raw?.unavailable
+            ? '1 thread only'
+            : raw?.skipped
+              ? raw.skipped
+              : raw?.error
+                ? 'failed'
+                : 'not measured';
+          return `${matmulLabel(pe)} n/a (${why})`;
+        }
+        const pc = pct(r.gflops_best, t0);
+        return `${matmulLabel(pe)} **${fmt(r.gflops_best)}** GFLOP/s${pc !== undefined ? ` (**${fmt(pc, 0)}% of peak**)` : ''}`;
+      })
+      .join(', ');
+    K.push(`**GEMM, n=${n0}, ${t0} thread${t0 > 1 ? 's' : ''}** (best of ${mm.timing.samples}): ${cells}.`);
+    for (const t of mm.threads) {
+      for (const variant of ['tessera', TJ]) {
+        if (!mm.peers.includes(variant)) continue;
+        for (const peer of ['pytorch', 'onnxruntime']) {
+          if (!mm.peers.includes(peer)) continue;
+          const rs = mm.sizes.map((n) => {
+            const r = matmulRatio(mm, variant, peer, n, t);
+            return `n=${n} ${r ? x3(r.best) : 'n/a'}`;
+          });
+          K.push(
+            `Matmul ${matmulLabel(variant)} / ${peer}, ${t} thread${t > 1 ? 's' : ''} (best / best): ${rs.join(', ')}.`,
+          );
+        }
+      }
+    }
+  }
+  if (gpt) {
+    const rowsTxt = gpt.results
+      .filter((r) => !r.error)
+      .map((r) => `${gptLabel(r)} **${fmt(r.ms_median)} ms/step** (${fmt(r.tokens_per_s, 0)} tokens/s)`)
+      .join(', ');
+    K.push(
+      `**GPT training step**, ${gpt.threads} threads, median: ${rowsTxt}${gFailed.length ? `; failed: ${gFailed.map((r) => r.peer).join(', ')}` : ''}.`,
+    );
+    for (const t of ['tessera', 'tessera-nojit']) {
+      if (!gRows[t]) continue;
+      const vs = ['pytorch', 'pytorch-foreach']
+        .filter((o) => gRows[o])
+        .map((o) => `${x3(gRatio(t, o))} ${gptLabel(gRows[o])}`)
+        .join(', ');
+      if (vs)
+        K.push(
+          `${gptLabel(gRows[t])} speed / PyTorch (ms/step ratio, which is also the tokens/s ratio: same tokens per step): ${vs}.`,
+        );
+    }
+    const launchTxt = ['tessera', 'tessera-nojit']
+      .filter((t) => gRows[t])
+      .map(
+        (t) =>
+          `${gptLabel(gRows[t])} ${gRows[t].launches_per_step} kernel launches in ${gRows[t].runtime_calls_per_step} runtime call(s) per step, ${gRows[t].compiled_per_step} kernels compiled per step${gRows[t].jit_stats ? ` (jit launchesPerReplay ${gRows[t].jit_stats.launchesPerReplay})` : ''}`,
+      );
+    if (launchTxt.length) K.push(`Per measured GPT step: ${launchTxt.join('; ')}.`);
+  }
+  for (const k of K) p(`- ${k}`);
+  p('');
+}
+
+p('### How close to the limits', '');
+{
+  const S = [];
+  if (mm && peak) {
+    const n0 = mm.sizes.includes(1024) ? 1024 : mm.sizes.at(-1);
+    const t0 = mm.threads.includes(2) ? 2 : mm.threads.at(-1);
+    const at = (pe) => {
+      const r = matmulRow(mm, pe, n0, t0);
+      return r ? `${fmt(pct(r.gflops_best, t0), 0)}%` : 'n/a';
+    };
+    S.push(
+      `GEMM is compute-bound at every size measured, so the FMA peak is its limit: at n=${n0} on ${t0} thread${t0 > 1 ? 's' : ''} Tessera reaches ${at('tessera')} of it through realize and ${at(TJ)} through jit (best samples), against ${at('pytorch')} for PyTorch/OpenBLAS and ${at('onnxruntime')} for onnxruntime.`,
+    );
+    // where each Tessera path is more than 3% behind PyTorch
+    for (const v of ['tessera', TJ]) {
+      if (!mm.peers.includes(v) || !mm.peers.includes('pytorch')) continue;
+      const behind = [];
+      for (const t of mm.threads)
+        for (const n of mm.sizes) {
+          const r = matmulRatio(mm, v, 'pytorch', n, t);
+          if (r && r.best <= 1 / 1.03)
+            behind.push(`n=${n} on ${t} thread${t > 1 ? 's' : ''} (${x3(r.best)})`);
+        }
+      S.push(
+        behind.length
+          ? `${matmulLabel(v)} is more than 3% behind PyTorch at ${behind.join(', ')}, and within 3% or ahead elsewhere.`
+          : `${matmulLabel(v)} is within 3% of PyTorch or ahead at every size and thread count measured.`,
+      );
+    }
+    const nS = mm.sizes[0];
+    for (const t of mm.threads) {
+      const a = matmulRow(mm, 'tessera', nS, t);
+      const b = matmulRow(mm, TJ, nS, t);
+      if (a && b)
+        S.push(
+          `At n=${nS} on ${t} thread${t > 1 ? 's' : ''} a realize call takes ${fmt(1e3 * a.median_ms, 0)} µs and a jit replay ${fmt(1e3 * b.median_ms, 0)} µs (medians): ${fmt(1e3 * (a.median_ms - b.median_ms), 0)} µs of per-call host work (graph, schedule, bookkeeping) that the replay skips.`,
+        );
+    }
+  }
+  if (gpt) {
+    const j = gRows.tessera;
+    const nj = gRows['tessera-nojit'];
+    const pt = gRows.pytorch;
+    if (j && nj)
+      S.push(
+        `GPT step: a jit replay takes ${fmt(j.ms_median)} ms/step against ${fmt(nj.ms_median)} ms unjitted (medians), so the jit removes ${fmt(nj.ms_median - j.ms_median)} ms (${fmt((100 * (nj.ms_median - j.ms_median)) / nj.ms_median, 0)}%) of the unjitted step: host work (building the forward and backward graph, scheduling, realize bookkeeping) and ${nj.runtime_calls_per_step - j.runtime_calls_per_step} of its ${nj.runtime_calls_per_step} runtime calls. The replay runs ${j.launches_per_step} launches in ${j.runtime_calls_per_step} runtime call(s): ${fmt((1e3 * j.ms_median) / j.launches_per_step)} µs per launch on average, all in (inputs, loss read included).`,
+      );
+    if (j && pt)
+      S.push(
+        `Jitted, Tessera is ${word(gRatio('tessera', 'pytorch'))} than PyTorch eager (${x3(gRatio('tessera', 'pytorch'))}, median ms/step).`.replace(
+          'on par (within 3%) than',
+          'on par (within 3%) with',
+        ),
+      );
+    const any = gpt.results.find((r) => !r.error && r.params);
+    if (any && peak?.fma?.[gpt.threads]) {
+      const c = any.config;
+      const C = c.nEmbd ?? c.n_embd;
+      const H = c.nHead ?? c.n_head;
+      const Tb = c.blockSize ?? c.block_size;
+      const ok = gpt.results.filter((r) => !r.error);
+      const mfv = (r) => pct(gptFlopsPerStep(r) / r.ms_median / 1e6, gpt.threads);
+      const best = ok.reduce((a, r) => (mfv(r) > mfv(a) ? r : a), ok[0]);
+      const lr = (nj ?? j)?.last_realize;
+      const kindName = {
+        contraction: 'contractions (matrix products)',
+        reduce: 'reductions',
+        elementwise: 'element-wise',
+      };
+      const kinds = lr?.kinds
+        ? ` Of the ${lr.kernels} kernels Tessera schedules per step, ${Object.entries(lr.kinds)
+            .map(([k, v]) => `${v} are ${kindName[k] ?? k}`)
+            .join(', ')}; the step's intermediates take a ${fmt(lr.arena_bytes / 2 ** 20)} MiB arena.`
+        : '';
+      const ts = Object.keys(peak.fma);
+      const tmax = ts[ts.length - 1];
+      const ridge = peak.stream?.[tmax] ? peak.fma[tmax].gflops / peak.stream[tmax].triad_gbs : undefined;
+      S.push(
+        `On this step the best model flop rate is ${fmt(mfv(best), 1)}% of the ${gpt.threads}-thread FMA peak (${gptLabel(best)}; all rows: ${ok
+          .map((r) => `${gptLabel(r)} ${fmt(mfv(r), 1)}%`)
+          .join(
+            ', ',
+          )}). With n_embd ${C}, ${H} heads and block ${Tb} its matrix products are small (inner dimensions ${C / H} to ${4 * C}), and most kernels are element-wise or reductions, which do on the order of one flop per 4-byte element they read or write${ridge ? `, far below the ridge point (${fmt(ridge)} flop/byte)` : ''}: the FMA peak is not their limit.${kinds} This suite has no per-kernel roofline, so the gap to the peak is not broken down further here.`,
+      );
+    }
+  }
+  p(S.length ? S.join(' ') : '_No results._', '');
+}
+
+// ---------------------------------------------------------------------------------------------------
 p('## Reproduce', '');
-p(
-  '```sh',
-  'bash bench/setup.sh     # once: peers (Debian python3-torch + OpenBLAS, bench/ npm project), then checks them',
-  'bash bench/run-all.sh   # builds Tessera, checks the set-up, runs peak, matmul, gpt_step, rewrites this page',
-  '```',
-  '',
-);
+{
+  const noBuild = runInfo?.command?.includes('--no-build');
+  const b = mm?.tessera_build ?? gpt?.tessera_build;
+  p('Commands of the run on this page, at the repository root:', '');
+  p(
+    '```sh',
+    'bash bench/setup.sh     # once: peers (Debian python3-torch + OpenBLAS, bench/ npm project), then checks them',
+  );
+  if (noBuild) p(`npm run build           # Tessera's dist/ (built ${b?.dist_built ?? '?'})`);
+  p(
+    `${runInfo?.command ?? 'bash bench/run-all.sh'}   # ${noBuild ? '' : 'builds Tessera, '}checks the set-up, runs peak, matmul, gpt_step, rewrites this page`,
+    '```',
+    '',
+  );
+  const env = runInfo?.env ? Object.entries(runInfo.env).filter(([, v]) => v !== null) : [];
+  if (env.length) p(`With ${env.map(([k, v]) => code(`${k}=${v}`)).join(', ')} in the environment.`, '');
+  p(
+    'Each step prints its own command below (peak, matmul, gpt_step), and `bash bench/run-all.sh` without `--no-build` runs `npm run build` first.',
+    '',
+  );
+}
 p(
   'The harness is plain JavaScript (ESM, `.mjs`) run by Node directly; it imports Tessera from the root `dist/` that `npm run build` produces, ' +
     'so nothing in `bench/` is compiled. The peers are installed only by `bench/setup.sh` (Debian packages and `bench/package.json`, a separate npm project with its own lockfile); ' +
@@ -111,8 +323,14 @@ if (tess || build) {
     ? ` plus ${build.src_uncommitted_files} uncommitted file(s) in src/`
     : '';
   p(
-    `- **Tessera**: commit ${code(build?.commit ?? '?')}${dirty}, dist/ built ${build?.dist_built ?? '?'}; device ${code(tess?.device ?? '?')} (${tess?.note ?? ''}); registered devices: ${(tess?.devices ?? []).join(', ')}.`,
+    `- **Tessera**: commit ${code(build?.commit ?? '?')}${dirty} (at measurement time), dist/ built ${build?.dist_built ?? '?'}; device ${code(tess?.device ?? '?')} (${tess?.note ?? ''}); registered devices: ${(tess?.devices ?? []).join(', ')}.`,
   );
+  const newer = build?.src_changed_after_build;
+  if (newer?.length)
+    p(
+      `  ${newer.length} file(s) in src/ were modified after dist/ was built (${newer.map(code).join(', ')}): their changes are not in the measured build.`,
+    );
+  else if (Array.isArray(newer)) p('  No file in src/ was modified after dist/ was built.');
   for (const [name, r] of [
     ['matmul', mm],
     ['gpt_step', gpt],
@@ -154,14 +372,21 @@ p('## f32 matmul', '');
 if (mm) {
   p(`Command: ${code(mm.command)} (${mm.date}).`, '');
   p(
-    `Each cell: GFLOP/s **best / median** over ${mm.timing.samples} samples (% of the FMA peak at that thread count, from the best). Ratios: Tessera best / peer best.`,
+    `Each cell: GFLOP/s **best / median** over ${mm.timing.samples} samples (% of the FMA peak at that thread count, from the best).`,
     '',
   );
   p(matmulTable(mm, peak), '');
+  p(
+    'Throughput ratios, **best / best** (median / median in parentheses): above 1, the first named is faster. "Tessera (realize)" and "Tessera (jit)" are the same kernel reached two ways.',
+    '',
+  );
+  p(matmulRatioTable(mm), '');
   const notes = [];
   notes.push(
-    'What is timed: C = A·B for n×n f32 matrices already in memory, the result allocated by each library as in normal use (Tessera: `a.matmul(b).realize()` on realized inputs; PyTorch: `torch.matmul(A, B)`; onnxruntime: `session.run`; tfjs: `tf.matMul`). ' +
-      'The first call, which compiles or plans, is not timed; then an inner repeat count is calibrated so that each sample lasts ≥ ' +
+    'What is timed: C = A·B for n×n f32 matrices already in memory, the result allocated by each library as in normal use (Tessera (realize): `a.matmul(b).realize()` on realized inputs, which builds the lazy graph, schedules it, looks up the compiled kernel and launches it; ' +
+      'Tessera (jit): `mm(a, b)` with `const mm = jit((a, b) => a.matmul(b))`, a replay of the captured launch with the inputs rebound and a fresh output; each result is disposed; ' +
+      'PyTorch: `torch.matmul(A, B)`; onnxruntime: `session.run`; tfjs: `tf.matMul`). ' +
+      'The first call, which compiles or plans, is not timed (for jit, neither are the capture call and the first replay, whose result is the one checked); then an inner repeat count is calibrated so that each sample lasts ≥ ' +
       mm.timing.minSampleMs +
       " ms. Each (peer, n, threads) runs in its own process with that peer's thread knob.",
   );
@@ -176,7 +401,7 @@ if (mm) {
   const tr = mm.results.filter((r) => r.peer === 'tessera' && r.first_ms !== undefined);
   if (tr.length)
     notes.push(
-      `Tessera first call (schedule + compile + run, not in the table): ${tr.map((r) => `n=${r.n}/t=${r.threads} ${fmt(r.first_ms, 0)} ms (${r.first_compiled} kernel(s) compiled)`).join(', ')}. Kernels per call: ${[
+      `Tessera (realize) first call (schedule + compile + run, not in the table): ${tr.map((r) => `n=${r.n}/t=${r.threads} ${fmt(r.first_ms, 0)} ms (${r.first_compiled} kernel(s) compiled)`).join(', ')}. Kernels per call: ${[
         ...new Set(
           tr.map(
             (r) =>
@@ -185,7 +410,14 @@ if (mm) {
                 .join(', ')})`,
           ),
         ),
-      ].join('; ')}.`,
+      ].join(
+        '; ',
+      )}. A later process finds the kernel in the on-disk cache, so which one compiles depends on the order of the runs.`,
+    );
+  const tj = mm.results.filter((r) => r.peer === 'tessera-jit' && r.first_ms !== undefined);
+  if (tj.length)
+    notes.push(
+      `Tessera (jit) trace call (not in the table): ${tj.map((r) => `n=${r.n}/t=${r.threads} ${fmt(r.first_ms, 0)} ms`).join(', ')}; launches per replay: ${[...new Set(tj.map((r) => r.launches_per_replay))].join(', ')}; jit stats at the end of each run: ${[...new Set(tj.map((r) => `${r.jit_stats.traced} traced, ${r.jit_stats.signatures} signature`))].join('; ')}.`,
     );
   const skipped = mm.results.filter((r) => r.skipped);
   if (skipped.length)
@@ -219,33 +451,66 @@ if (mm) {
 p('## GPT training step (nanoGPT "baby GPT" on CPU)', '');
 if (gpt) {
   p(`Command: ${code(gpt.command)} (${gpt.date}).`, '');
+  p(
+    "Ratio columns: the row's ms/step divided by that Tessera row's ms/step (medians), so above 1 means that Tessera variant is faster; with the same 768 tokens per step on every row it is also the tokens/s ratio. " +
+      'Launches count kernels and buffer copies (a jit replay runs its copies as launches inside its one runtime call), counted on the runtime object (a runtime call is one launchMany, launch or copy; on `cpu` each is one native call), as are kernels compiled (or loaded from the on-disk cache) for the first time in the process.',
+    '',
+  );
   p(gptTable(gpt, peak), '');
-  const t = gpt.results.find((r) => r.peer === 'tessera' && !r.error);
   const any = gpt.results.find((r) => !r.error && r.params);
   const notes = [];
   notes.push(
-    'Configuration: 4 layers, 4 heads, n_embd 128, block 64, batch 12 (768 tokens/step), vocab 65, bias, no dropout, weight tying, pre-norm, causal self-attention, tanh GELU, GPT-2 init; random tokens each step. ' +
+    'Configuration: 4 layers, 4 heads, n_embd 128, block 64, batch 12 (768 tokens/step), vocab 65, bias, no dropout, weight tying, pre-norm, causal self-attention, tanh GELU, GPT-2 init. ' +
       "A step is forward with targets, backward, global gradient-norm clipping at 1.0 (nanoGPT's default), AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1), and reading the loss. " +
       'Median and best over the measured steps after the warm-up steps; tokens/s from the median.',
+  );
+  const sums = new Set(gpt.results.filter((r) => r.data).map((r) => r.data.checksum));
+  const timed = [...new Set(gpt.results.filter((r) => r.timed).map((r) => r.timed))];
+  notes.push(
+    `Same data, same timing boundaries on every row: the tokens of every step are made before timing by one xorshift generator (seed ${gpt.data_seed ?? '?'}), in JavaScript and in Python, ${sums.size === 1 ? `and every row trained on the same tokens (checksum ${[...sums][0]})` : `**but the rows' token checksums differ (${[...sums].join(' vs ')})**`}. ` +
+      "A timed step starts before the copy of that step's host tokens into fresh x, y tensors (Tessera: `tensor(Int32Array)`; PyTorch: `torch.tensor` of int64 arrays) and ends once the loss is on the host (`itemSync()` / `.item()`). " +
+      "Releasing x, y and the loss is timed on both sides as well: Tessera `dispose()`s them at the end of the step; PyTorch frees them when the names are rebound in the next step, as nanoGPT's loop does (`bench/peers/torch_gpt.py` explains why not an explicit `del`). " +
+      `Recorded boundaries: ${timed.map((t) => code(t)).join('; ') || '?'}.`,
   );
   if (any)
     notes.push(
       `Model GFLOP/s uses nanoGPT's ${code('estimate_mfu')} count, (6·N + 12·L·H·Q·T) flop per token with N = ${any.params} parameters minus the position embedding: ${fmt(gptFlopsPerStep(any) / 1e9, 2)} GFLOP per step; % peak is against the FMA peak at ${gpt.threads} threads.`,
     );
-  if (t) {
+  const j = gRows.tessera;
+  const nj = gRows['tessera-nojit'];
+  if (j)
     notes.push(
-      `Tessera: ${t.jit}; device ${code(t.device)}; per measured step ${t.kernels_per_step} kernel launches in ${t.realizes_per_step} realize(s), ${t.compiled_per_step} kernels newly compiled (first steps: ${t.compiled_first_steps.join(', ')}); first step ${fmt(t.ms_first_step, 0)} ms (includes compilation, which a warm on-disk kernel cache shortens); arena ${fmt(t.arena_bytes / 2 ** 20)} MiB.`,
+      `Tessera (jit): \`const step = jit((x, y) => { forward; loss.backward(); clipGradNorm; opt.step({ realize: [loss, norm] }); return loss; })\`; calls 1 (trace) and 2 (capture) run the step normally, later calls replay it: ${j.warmup} warm-up calls, then ${j.steps} measured replays (jit stats at the end: ${j.jit_stats.traced} traced, ${j.jit_stats.replayed} replayed, ${j.jit_stats.signatures} signature). Per measured step ${j.realizes_per_step} realizes and ${j.compiled_per_step} compiled kernels (at most ${j.compiled_max_measured_step} in any measured step); warm-up steps compiled ${j.compiled_warmup_steps.join(', ')} kernels.`,
     );
-    if (t.runtime === 'interp')
-      notes.push(
-        `Tessera ran on the interp reference runtime, capped at ${t.warmup} warm-up + ${t.steps} measured steps.`,
-      );
+  if (nj)
+    notes.push(
+      `Tessera, not jitted: the same step function called directly; per measured step ${nj.realizes_per_step} realize(s) scheduling ${nj.scheduled_kernels_per_step} kernels, run as ${nj.launches_per_step} launches in ${nj.runtime_calls_per_step} runtime calls (on \`cpu\`: one launchMany for the kernels, one call per buffer copy), ${nj.compiled_per_step} kernels compiled (warm-up steps: ${nj.compiled_warmup_steps.join(', ')}).`,
+    );
+  if (j && nj) {
+    const same = j.losses.length === nj.losses.length && j.losses.every((v, i) => v === nj.losses[i]);
+    const n = Math.min(j.losses.length, nj.losses.length);
+    const diff = Math.max(...j.losses.slice(0, n).map((v, i) => Math.abs(v - nj.losses[i])));
+    notes.push(
+      same
+        ? `Check: the jitted and unjitted runs (same seed, same tokens) produced bit-identical losses on all ${j.losses.length} steps (${fmt(j.loss_first, 4)} → ${fmt(j.loss_last, 4)}).`
+        : `Check: the jitted and unjitted runs (same seed, same tokens) differ in loss by up to ${diff.toExponential(2)} over ${n} steps${j.warmup !== nj.warmup ? ' (their warm-up counts differ, so later steps saw different tokens)' : ''}.`,
+    );
   }
+  for (const r of [j, nj])
+    if (r?.runtime === 'interp')
+      notes.push(
+        `${gptLabel(r)} ran on the interp reference runtime, capped at ${r.warmup} warm-up + ${r.steps} measured steps.`,
+      );
+  const pts = gpt.results.filter((r) => !r.error && r.peer.startsWith('pytorch'));
+  if (pts.length)
+    notes.push(
+      `PyTorch losses (its own initialisation, same tokens): ${pts.map((r) => `${gptLabel(r)} ${fmt(r.loss_first, 4)} → ${fmt(r.loss_last, 4)}`).join(', ')}.`,
+    );
   notes.push(
     "Differences from nanoGPT kept on purpose: weight decay applies to every parameter on both sides (Tessera's AdamW has no parameter groups; nanoGPT exempts biases and LayerNorm weights: same work per step), and GELU is the tanh approximation on both sides (Tessera's GPT; nanoGPT uses the exact erf GELU). PyTorch 1.13 has no fused attention, so its eager path is nanoGPT's explicit masked-softmax attention.",
   );
   notes.push(
-    "`pytorch` is nanoGPT as it runs on CPU (AdamW's default for-loop implementation in torch 1.13); `pytorch-foreach` is the same with AdamW(foreach=True). The ratio is PyTorch ms/step / Tessera ms/step.",
+    "`pytorch` is nanoGPT as it runs on CPU (AdamW's default for-loop implementation in torch 1.13); `pytorch-foreach` is the same with AdamW(foreach=True). PyTorch is eager: it has no equivalent of the jit here (torch 1.13 has no torch.compile).",
   );
   const busy = gpt.results.filter((r) => r.foreign_cores > (gpt.busy_threshold ?? 0.25));
   notes.push(
@@ -262,12 +527,13 @@ if (gpt) {
 // ---------------------------------------------------------------------------------------------------
 p('## Caveats', '');
 p(
-  '- A 2-vCPU virtual machine: the two "cores" are whatever the hypervisor gives, 2-thread figures vary more than 1-thread ones, and other processes on the machine disturb measurements. ' +
+  `- A ${m?.logicalCpus ?? '?'}-vCPU virtual machine: the "cores" are whatever the hypervisor gives, 2-thread figures vary more than 1-thread ones, and other processes on the machine disturb measurements. ` +
     'Each child process is therefore watched (CPU time of other processes from /proc/stat) and retried when others used more than the threshold; figures still disturbed are marked †.',
   "- PyTorch is Debian's 1.13 build with OpenBLAS (no MKL, no oneDNN for f32 matmul), not a pip wheel; it must be run by `/usr/bin/python3` with `OPENBLAS_CORETYPE=SkylakeX` (`bench/setup.sh` checks ≥ 50 GFLOP/s at n=1024 on 1 thread). " +
     'Its own (non-BLAS) kernels dispatch to AVX2 by default on this build; the harness sets `ATEN_CPU_CAPABILITY=avx512` on AVX-512 CPUs to give it its AVX-512 kernels (see `torch.__config__.show()` in the set-up log).',
   '- onnxruntime-node returns its output in a fresh JavaScript buffer each run (included in its time); TensorFlow.js leaves it in wasm memory; Tessera and PyTorch leave it in a fresh native buffer.',
   '- Best-of figures show what the code can do on a quiet machine; medians show what a run typically gets. Memory bandwidth on this VM, in particular with 2 threads, varies noticeably from one run of the same command to the next.',
+  '- The watch on other processes sees only this VM: contention on the host (other VMs sharing the cores or the memory bandwidth) is invisible to it and shows only as variation between runs of the same command, which the STREAM figures reveal best. Each GPT row is one process of the measured steps: compare rows of the same run rather than figures of different runs.',
   '- The working tree is shared with other engineers: the Tessera build measured is the one recorded above (commit, uncommitted files, dist/ time), and a rebuild of dist/ during a run is flagged.',
   '',
 );

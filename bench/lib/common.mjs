@@ -3,9 +3,9 @@
  * timing statistics, the Tessera device choice, machine facts, result files.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -327,10 +327,28 @@ export function tesseraBuildInfo() {
   } catch {
     /* not built */
   }
+  // Files under src/ modified after dist/ was built: their changes are NOT in the measured build.
+  const newer = [];
+  if (built) {
+    const t = Date.parse(built);
+    const walk = (dir) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const f = join(dir, e.name);
+        if (e.isDirectory()) walk(f);
+        else if (statSync(f).mtimeMs > t) newer.push(relative(ROOT_DIR, f));
+      }
+    };
+    try {
+      walk(join(ROOT_DIR, 'src'));
+    } catch {
+      /* no src/ */
+    }
+  }
   return {
     commit: head.status === 0 ? head.stdout.trim() : null,
     src_uncommitted_files: dirty.status === 0 ? dirty.stdout.split('\n').filter(Boolean).length : null,
     dist_built: built,
+    src_changed_after_build: newer.sort(),
   };
 }
 

@@ -8,6 +8,12 @@ scaled_dot_product_attention), MLP with GELU(approximate='tanh') as Tessera's GP
 (N(0, 0.02), zero biases, residual projections N(0, 0.02/sqrt(2*n_layer))). A step is nanoGPT's:
 forward with targets, backward, clip_grad_norm_(1.0), AdamW step, zero_grad(set_to_none=True), loss.item().
 
+Data and timing boundaries are bench/gpt_step.mjs's: every step's tokens are made before timing, as host
+int64 arrays, by the same xorshift generator and seed (--data-seed) as the Tessera side, so both train on
+the same tokens. A timed step copies that step's arrays into fresh x, y tensors (torch.tensor copies), runs
+the step and reads the loss with .item(); x, y and the loss are freed when rebound in the next timed step
+(Tessera disposes them at the end of its timed step: the same work, inside the timed region on both sides).
+
     OPENBLAS_CORETYPE=SkylakeX ATEN_CPU_CAPABILITY=avx512 OMP_NUM_THREADS=2 /usr/bin/python3 bench/peers/torch_gpt.py --threads 2
 
 Prints one JSON line.
@@ -20,6 +26,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -108,6 +115,25 @@ class GPT(nn.Module):
         return logits, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
 
 
+def make_tokens(n_steps, length, vocab, seed):
+    """bench/gpt_step.mjs's makeTokens: one xorshift32 (13, 17, 5) stream, x then y per step, state % vocab."""
+    s = seed & 0xFFFFFFFF
+    out, checksum = [], 0
+    for _ in range(n_steps):
+        pair = []
+        for _ in range(2):
+            a = np.empty(length, dtype=np.int64)
+            for k in range(length):
+                s ^= (s << 13) & 0xFFFFFFFF
+                s ^= s >> 17
+                s ^= (s << 5) & 0xFFFFFFFF
+                a[k] = s % vocab
+                checksum = (checksum * 31 + int(a[k])) % 1000000007
+            pair.append(a)
+        out.append(pair)
+    return out, checksum
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--threads', type=int, default=2)
@@ -123,6 +149,7 @@ def main():
     ap.add_argument('--beta2', type=float, default=0.99)
     ap.add_argument('--weight-decay', type=float, default=0.1)
     ap.add_argument('--grad-clip', type=float, default=1.0)
+    ap.add_argument('--data-seed', type=int, default=1337, help='seed of the token generator (as bench/gpt_step.mjs)')
     ap.add_argument('--foreach', action='store_true', help='AdamW(foreach=True): the multi-tensor update')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -135,11 +162,14 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, a.beta2), weight_decay=a.weight_decay,
                             foreach=True if a.foreach else None)
     n_params = sum(p.numel() for p in model.parameters())
+    data, checksum = make_tokens(a.warmup + a.steps, a.batch * a.block, a.vocab, a.data_seed)
     times, losses = [], []
     for step in range(a.warmup + a.steps):
+        xh, yh = data[step]
+        # ---- timed: host tokens -> x, y tensors, step, loss to host
         t0 = time.perf_counter()
-        x = torch.randint(a.vocab, (a.batch, a.block))
-        y = torch.randint(a.vocab, (a.batch, a.block))
+        x = torch.tensor(xh).view(a.batch, a.block)
+        y = torch.tensor(yh).view(a.batch, a.block)
         _, loss = model(x, y)
         loss.backward()
         if a.grad_clip:
@@ -148,6 +178,11 @@ def main():
         opt.zero_grad(set_to_none=True)
         lossf = loss.item()
         dt = (time.perf_counter() - t0) * 1e3
+        # x, y, logits and loss are released when rebound in the next step (inside its timed region), as
+        # in nanoGPT's loop. An explicit `del` here instead would free the whole step's memory at once and
+        # let glibc trim it back to the OS, so every step would page-fault it in again: a cost of the
+        # harness, not of PyTorch (it disappears with MALLOC_TRIM_THRESHOLD_ raised).
+        # ----
         losses.append(lossf)
         if step >= a.warmup:
             times.append(dt)
@@ -162,12 +197,15 @@ def main():
         'batch': a.batch,
         'params': n_params,
         'optimizer': f'AdamW(lr={a.lr}, betas=(0.9, {a.beta2}), weight_decay={a.weight_decay}, foreach={a.foreach or None}), clip_grad_norm_({a.grad_clip})',
+        'data': {'generator': 'xorshift32 (13, 17, 5), token = state % vocab, x then y per step', 'seed': a.data_seed, 'checksum': checksum},
+        'timed': 'host tokens -> x, y tensors; step; loss to host (the previous step\'s x, y, loss are freed when rebound, inside the next timed step)',
         'warmup': a.warmup,
         'steps': a.steps,
         'ms_median': med,
         'ms_best': min(times),
         'ms_steps': times,
         'tokens_per_s': tokens / (med / 1e3),
+        'losses': losses,
         'loss_first': losses[0],
         'loss_last': losses[-1],
         'python': sys.executable,

@@ -281,7 +281,6 @@ export async function realizeNodesAsync(nodes: readonly LazyNode[], rt: Runtime,
   try {
     await rt.launchManyAsync(run.launches);
     applyCopies(run, rt);
-    applyCopies(run, rt);
   } catch (e) {
     run.finish(false);
     throw e;
