@@ -40,7 +40,7 @@ export interface TrainOptions {
 }
 
 export const defaultTrainOptions: TrainOptions = {
-  steps: 1500,
+  steps: 2000,
   batch: 12,
   block: 64,
   layers: 4,
