@@ -51,7 +51,7 @@ program
   .option('--length <n>', 'characters to generate', int, 200)
   .option('--temperature <x>', 'sampling temperature (0: greedy)', num, 0.8)
   .option('--seed <n>', 'sampling seed', int, 0)
-  .option('--device <name>', 'device', 'interp')
+  .option('--device <name>', 'device', 'cpu')
   .action(async (o) => {
     process.stdout.write((await generateFromCheckpoint(o)) + '\n');
   });
