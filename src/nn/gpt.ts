@@ -12,6 +12,8 @@ import { arange, ones, tensor, where, type Tensor } from '../tensor/tensor.js';
 import * as F from './functional.js';
 import { Dropout, Embedding, LayerNorm, Linear, normalInit } from './layers.js';
 import { Module, ModuleList } from './module.js';
+import { jit } from '../jit/jit.js';
+import type { Jitted } from '../jit/jit.js';
 
 /** Hyperparameters of {@link GPT}. */
 export interface GPTConfig {
@@ -254,6 +256,14 @@ export class GPT extends Module {
    *
    * @throws ValueError for a negative `maxNewTokens`, negative temperature, or `topK < 1`.
    */
+  // The sampling forward pass, compiled once per batch size and replayed for every token; it reads the
+  // parameters' buffers, which training and checkpoint loading update in place.
+  private genForward: Jitted<Tensor> | undefined;
+  private generateForward(input: Tensor): Tensor {
+    this.genForward ??= jit((x: Tensor) => this.forward(x).logits);
+    return this.genForward(input);
+  }
+
   generate(idx: Tensor, maxNewTokens: number, opts: GenerateOptions = {}): Tensor {
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
       throw new ValueError(`GPT.generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -281,8 +291,11 @@ export class GPT extends Module {
         const last = tidy(() =>
           noGrad(() => {
             const input = tensor(ctx, { dtype: 'i32', shape: [B, W], device: idx.device });
-            const { logits } = this.forward(input);
-            return Array.from(logits.slice(null, T - 1).dataSync());
+            const all = this.generateForward(input).dataSync(); // [B, W, V]
+            const V = this.config.vocabSize;
+            const out: number[] = [];
+            for (let b = 0; b < B; b++) out.push(...all.subarray((b * W + T - 1) * V, (b * W + T) * V));
+            return out;
           }),
         );
         const V = this.config.vocabSize;
