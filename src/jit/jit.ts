@@ -45,6 +45,11 @@ interface Entry {
 /** A function of tensors, compiled once per input signature into a fixed sequence of kernels. */
 export type Jitted<R> = ((...args: Tensor[]) => R) & {
   readonly stats: JitStats;
+  /**
+   * The same call, but a replay runs on a worker thread where the device allows (cpu), leaving the
+   * JavaScript event loop free (tracing calls still run synchronously). For servers.
+   */
+  async(...args: Tensor[]): Promise<R>;
   /** Drop every capture (their arenas and buffer references). */
   reset(): void;
 };
@@ -77,7 +82,7 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
   const entries = new Map<string, Entry>();
   const stats: JitStats = { traced: 0, replayed: 0, signatures: 0, launchesPerReplay: 0 };
 
-  const call = (...args: Tensor[]): R => {
+  const entryFor = (args: TensorArgs): Entry => {
     for (const [i, a] of args.entries()) if (!(a instanceof Tensor)) throw new ValueError(`jit: argument ${i} is not a Tensor`);
     realize(...args);
     const sig = signature(args);
@@ -86,6 +91,20 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
       entries.set(sig, (e = { calls: 0 }));
       stats.signatures++;
     }
+    return e;
+  };
+
+  const callAsync = async (...args: Tensor[]): Promise<R> => {
+    const e = entryFor(args);
+    if (e.plan) {
+      e.calls++;
+      return (await replayAsync(e.plan, args)) as R;
+    }
+    return call(...args);
+  };
+
+  const call = (...args: Tensor[]): R => {
+    const e = entryFor(args);
     e.calls++;
     if (e.plan) return replay(e.plan, args) as R;
     stats.traced++;
@@ -110,6 +129,24 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
   };
 
   const replay = (plan: Plan, args: TensorArgs): R | Tensor | Tensor[] | undefined => {
+    const { launches, finish } = prepareReplay(plan, args);
+    const rt = plan.rt;
+    if (rt.launchMany) rt.launchMany(launches);
+    else for (const l of launches) runStep(rt, l);
+    return finish();
+  };
+
+  const replayAsync = async (plan: Plan, args: TensorArgs): Promise<R | Tensor | Tensor[] | undefined> => {
+    const { launches, finish } = prepareReplay(plan, args);
+    const rt = plan.rt;
+    if (rt.launchManyAsync) await rt.launchManyAsync(launches);
+    else if (rt.launchMany) rt.launchMany(launches);
+    else for (const l of launches) runStep(rt, l);
+    return finish();
+  };
+
+  /** Rebind a plan's launches to this call's arguments and fresh outputs. */
+  const prepareReplay = (plan: Plan, args: TensorArgs): { launches: Launch[]; finish: () => R | Tensor | Tensor[] | undefined } => {
     for (const run of plan.runs) {
       for (const b of run.borrowed) {
         if (b.disposed && !plan.inputMems.includes(b.mem)) {
@@ -138,13 +175,13 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
         launches[step] = { ...l, scalars: sc };
       }
     }
-    const rt = plan.rt;
-    if (rt.launchMany) rt.launchMany(launches);
-    else for (const l of launches) runStep(rt, l);
-    stats.replayed++;
-    stats.launchesPerReplay = launches.length;
-    const made = plan.outputs.map((o, i) => new Tensor(bufferNode(outputs[i]!, o.shape), o.device));
-    return plan.outputShape === 'none' ? undefined : plan.outputShape === 'single' ? made[0] : made;
+    const finish = () => {
+      stats.replayed++;
+      stats.launchesPerReplay = launches.length;
+      const made = plan.outputs.map((o, i) => new Tensor(bufferNode(outputs[i]!, o.shape), o.device));
+      return plan.outputShape === 'none' ? undefined : plan.outputShape === 'single' ? made[0] : made;
+    };
+    return { launches, finish };
   };
 
   const reset = () => {
@@ -152,7 +189,7 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
     entries.clear();
   };
 
-  return Object.assign(call, { stats, reset }) as Jitted<R>;
+  return Object.assign(call, { stats, reset, async: callAsync }) as Jitted<R>;
 }
 
 /** On runtimes without `copyLaunch`, a copy step carries `copyBytes` and binds [dst, src]. */

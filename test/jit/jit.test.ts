@@ -69,3 +69,26 @@ describe.each(['interp', 'cpu'])('jit on %s', (device) => {
     expect(() => step(...batch(1, device))).toThrow(/freed after the capture/);
   });
 });
+
+describe('jit.async', () => {
+  it('replays off the JavaScript thread on cpu and gives the same losses as the synchronous path', async () => {
+    const a = trainer('cpu');
+    const b = trainer('cpu');
+    const sync = jit(a.step);
+    const asyncStep = jit(b.step);
+    manualSeed(3);
+    const la: number[] = [];
+    for (let i = 0; i < 4; i++) la.push(sync(...batch(i, 'cpu')).itemSync());
+    manualSeed(3);
+    const lb: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      let ticked = false;
+      setImmediate(() => (ticked = true));
+      const loss = await asyncStep.async(...batch(i, 'cpu'));
+      lb.push(loss.itemSync());
+      if (i >= 2) expect(ticked).toBe(true); // the event loop ran while the replay computed
+    }
+    expect(lb).toEqual(la);
+    expect(asyncStep.stats).toMatchObject({ traced: 2, replayed: 2 });
+  });
+});
