@@ -2,7 +2,7 @@
 // read the old value in the same schedule see it, transposed self-reads are not corrupted, disposing a
 // pending assignment frees its memory, and a leaf updated under noGrad stays a leaf.
 import { it, expect } from 'vitest';
-import { tensor, realize, memory, noGrad } from '../src/index.js';
+import { tensor, realize, memory, noGrad } from '../../src/index.js';
 it('assign is in place and safe against read-after-write hazards, on interp and cpu', () => {
   for (const device of ['interp', 'cpu']) {
     const p = tensor([1, 2, 3], { dtype: 'f32', device });
