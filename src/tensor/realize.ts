@@ -156,7 +156,9 @@ function canWriteInPlace(k: ScheduledKernel, ir: KernelIR, target: DeviceBuffer,
     }
   };
   walk(ir.body);
-  return ok && ir.kind !== 'contraction' && loads.every((l) => l === storeKey);
+  // In a contraction an operand cannot read the output's own element (operands index by m,k or k,n),
+  // so a matching load can only sit in the epilogue, which reads each element before writing it.
+  return ok && loads.every((l) => l === storeKey);
 }
 
 /** Schedule, plan, lower and compile (one batch), allocate, and bind every launch. */
