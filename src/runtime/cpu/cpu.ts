@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { KernelIR } from '../../codegen/ir.js';
 import { C_PRELUDE, C_RENDERER_VERSION, renderKernelC } from '../../codegen/render/c.js';
+import { debugLevel, debugLog } from '../../debug.js';
 import { DeviceError } from '../../errors.js';
 import type { Binding, CompiledKernel, DeviceLimits, DeviceMemory, Launch, Runtime } from '../device.js';
 import type { HostMemory } from '../host.js';
@@ -161,6 +162,7 @@ export class CpuRuntime implements Runtime {
         parts.push(renderKernelC(ir, symbol));
       }
       const path = compileShared(parts.join('\n'), this.config, { extraKey: `c-renderer-${C_RENDERER_VERSION}` });
+      if (debugLevel() >= 3) debugLog(`cpu: ${missing.size} kernels in ${path.replace(/\.so$/, '.c')} (${[...symbols.values()].join(', ')})`);
       const handle = this.lib.load(path);
       if (!handle) throw new DeviceError(`cpu backend: loading ${path} failed: ${this.lib.lastError()}`);
       this.libraries++;
