@@ -28,7 +28,6 @@ interface Plan {
   steps: { launch: Launch; rebind: { arg: number; from: 'input' | 'output'; index: number }[] }[];
   /** Where each argument's buffer was bound at capture (by memory object). */
   inputMems: DeviceMemory[];
-  outputMems: DeviceMemory[];
   outputs: { dtype: Tensor['dtype']; shape: number[]; device: string }[];
   outputShape: 'single' | 'array' | 'none';
   runs: CapturedRun[];
@@ -236,7 +235,6 @@ function buildPlan(runs: CapturedRun[], args: TensorArgs, out: { tensors: Tensor
     rt,
     steps,
     inputMems,
-    outputMems,
     outputs: out.tensors.map((t) => ({ dtype: t.dtype, shape: t.shape, device: t.device })),
     outputShape: out.shape,
     runs,

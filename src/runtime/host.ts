@@ -17,4 +17,7 @@ export const hostMemoryOps = {
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
     return new Uint8Array((mem as HostMemory).host.slice(byteOffset, byteOffset + bytes));
   },
+  async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
+    return hostMemoryOps.readSync(mem, byteOffset, bytes);
+  },
 };

@@ -226,9 +226,7 @@ export class InterpRuntime implements Runtime {
   readonly write = hostMemoryOps.write;
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
-  async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
-    return this.readSync(mem, byteOffset, bytes);
-  }
+  readonly read = hostMemoryOps.read;
   compile(kernels: readonly KernelIR[]): CompiledKernel[] {
     return kernels.map((ir) => {
       let k = this.cache.get(ir.key);

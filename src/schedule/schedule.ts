@@ -232,7 +232,7 @@ function splitForBufferLimit(
 function buildKernel(index: number, out: LazyNode, isInput: (n: LazyNode) => boolean): ScheduledKernel {
   const { inputs, inline } = inputsOf(out, isInput);
   const reduces = inline.filter((n) => isReduce(n.op));
-  const contraction = reduces.length === 1 ? detectContraction(reduces[0]!, out, inline) : undefined;
+  const contraction = reduces.length === 1 ? detectContraction(reduces[0]!, inline) : undefined;
   const kind: KernelKind = contraction ? 'contraction' : reduces.length ? 'reduce' : 'elementwise';
   const ops = inline.filter((n) => isElementwise(n.op) || isReduce(n.op) || n.op === 'RAND' || n.op === 'ARANGE').map((n) => n.op);
 
@@ -272,7 +272,7 @@ function throughUnary(n: LazyNode, prologue: string[], inline: Set<LazyNode>): L
  * A SUM whose operand is a product of two operands broadcast along different axes is a contraction.
  * Axes where only `a` varies are M, where only `b` varies are N, both vary and not reduced: batch.
  */
-function detectContraction(r: LazyNode, out: LazyNode, inlineList: readonly LazyNode[]): ContractionInfo | undefined {
+function detectContraction(r: LazyNode, inlineList: readonly LazyNode[]): ContractionInfo | undefined {
   if (r.op !== 'SUM') return undefined;
   const inline = new Set(inlineList);
   const prologue: string[] = [];
@@ -309,6 +309,5 @@ function detectContraction(r: LazyNode, out: LazyNode, inlineList: readonly Lazy
       if (isElementwise(node.op)) epilogue.push(node.op);
     }
   }
-  void out;
   return { batch, m, n, k, epilogue, prologue };
 }

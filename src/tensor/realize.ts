@@ -5,7 +5,6 @@ import { seedKey } from '../codegen/prng.js';
 import { debugLevel, debugLog } from '../debug.js';
 import { itemsize } from '../dtype.js';
 import type { LazyNode } from '../graph/node.js';
-import { toposort } from '../graph/node.js';
 import { recordAlloc, recordFree } from '../memory/stats.js';
 import { DeviceBuffer } from '../runtime/buffer.js';
 import type { Binding, DeviceMemory, Launch, Runtime } from '../runtime/device.js';
@@ -165,10 +164,13 @@ function canWriteInPlace(k: ScheduledKernel, ir: KernelIR, target: DeviceBuffer,
 function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): PreparedRun {
   const result = new Map<LazyNode, DeviceBuffer>();
   const copies: { from: DeviceBuffer; to: DeviceBuffer }[] = [];
-  for (const n of toposort(nodes)) if (n.op === 'BUFFER') n.buffer.assertLive('compute with');
-  for (const t of inPlace?.values() ?? []) t.assertLive('assign into');
   const planned = planSchedule(nodes, rt, inPlace);
   const { schedule, plan } = planned;
+  // The realized buffers the kernels read: checked once here, and borrowed by a jit capture.
+  const sources = new Set<DeviceBuffer>();
+  for (const k of schedule.kernels) for (const i of k.inputs) if (i.op === 'BUFFER') sources.add(i.buffer);
+  for (const b of sources) b.assertLive('compute with');
+  for (const t of inPlace?.values() ?? []) t.assertLive('assign into');
   const before = lowered.size;
   const irs = schedule.kernels.map(lowerCached);
   const compiled = rt.compile(irs);
@@ -187,7 +189,7 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<
       for (const [n, b] of result) if (!inPlace?.has(n)) owned.add(b);
       for (const c of copies) owned.add(c.from);
       const borrowed = new Set<DeviceBuffer>();
-      for (const n of toposort(nodes)) if (n.op === 'BUFFER' && !owned.has(n.buffer)) borrowed.add(n.buffer);
+      for (const b of sources) if (!owned.has(b)) borrowed.add(b);
       for (const t of inPlace?.values() ?? []) borrowed.add(t);
       for (const b of owned) b.retain();
       recorder.push({ rt, launches, copies: copies.map((c) => ({ from: c.from, to: c.to })), arena, arenaBytes: plan.arenaBytes, owned: [...owned], borrowed: [...borrowed] });

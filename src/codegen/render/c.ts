@@ -448,7 +448,6 @@ interface GemmPlan {
   k: IVar[];
   pre: readonly Stmt[]; // global-scope statements before the accumulator (epilogue operands)
   accId: number;
-  reduceBody: readonly Stmt[];
   aStmts: Stmt[];
   bStmts: Stmt[];
   a: Operand;
@@ -543,7 +542,7 @@ function planGemm(ir: KernelIR): GemmPlan | undefined {
   for (const v of cb.vars) if (!kNames.has(v) && !n.some((q) => q.name === v) && !batch.some((q) => q.name === v)) return undefined;
   if (m.length === 0 || n.length === 0) return undefined;
   const post = inner.slice(accAt + 2);
-  const plan: GemmPlan = { batch, m, n, k, pre: inner.slice(0, accAt), accId: acc.id, reduceBody: body, aStmts: ca.stmts, bStmts: cb.stmts, a: x, b: y, post };
+  const plan: GemmPlan = { batch, m, n, k, pre: inner.slice(0, accAt), accId: acc.id, aStmts: ca.stmts, bStmts: cb.stmts, a: x, b: y, post };
   // The tile's columns (N) are stored contiguously by the epilogue: orient the product so that the
   // output's innermost axis is an N axis (swap the operands otherwise).
   const innermost = vars[vars.length - 1];

@@ -145,9 +145,7 @@ export class CpuRuntime implements Runtime {
   readonly write = hostMemoryOps.write;
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
-  async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
-    return this.readSync(mem, byteOffset, bytes);
-  }
+  readonly read = hostMemoryOps.read;
 
   /** Compile every kernel not seen before in ONE compiler invocation; reuse the rest. */
   compile(kernels: readonly KernelIR[]): CompiledKernel[] {
