@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Regenerate docs/benchmarks.md from bench/results/{peak,matmul,gpt_step}.json. Every number on that
+ * Regenerate docs/benchmarks.md from bench/results/{peak,matmul,gpt_step,webgpu_matmul}.json. Every number on that
  * page comes from those files, which the commands printed on the page write; nothing is typed by hand.
  *
  *   node bench/report.mjs [--out docs/benchmarks.md]
@@ -17,13 +17,20 @@ import {
   matmulRatioTable,
   matmulRow,
   matmulTable,
+  webgpuMatmulLabel,
+  webgpuMatmulRatio,
+  webgpuMatmulRatioTable,
+  webgpuMatmulRow,
+  webgpuMatmulTable,
 } from './lib/tables.mjs';
+import { adapterLine } from './lib/webgpu.mjs';
 
 const args = parseArgs();
 const out = resolve(ROOT_DIR, args.out ?? 'docs/benchmarks.md');
 const peak = readResult('peak.json');
 const mm = readResult('matmul.json');
 const gpt = readResult('gpt_step.json');
+const wg = readResult('webgpu_matmul.json');
 const runInfo = readResult('run.json');
 const setupLog = existsSync(join(RESULTS_DIR, 'setup.log'))
   ? readFileSync(join(RESULTS_DIR, 'setup.log'), 'utf8')
@@ -141,6 +148,33 @@ p('## Key figures', '');
       );
     if (launchTxt.length) K.push(`Per measured GPT step: ${launchTxt.join('; ')}.`);
   }
+  if (wg) {
+    if (wg.error) K.push(`**WebGPU matmul**: not measured (${wg.error}).`);
+    else {
+      const rel = wg.adapter?.swiftshader ? ', SwiftShader: a relative figure only, not GPU throughput' : '';
+      const rs = ['tessera', 'tessera-jit']
+        .filter((t) => wg.peers.includes(t) && wg.peers.includes('tfjs-webgpu'))
+        .map(
+          (t) =>
+            `${webgpuMatmulLabel(t)} / tfjs-webgpu ${wg.sizes
+              .map((n) => {
+                const r = webgpuMatmulRatio(wg, t, 'tfjs-webgpu', n);
+                return `n=${n} ${r ? x3(r.best) : 'n/a'}`;
+              })
+              .join(', ')}`,
+        );
+      const nTop = wg.sizes.at(-1);
+      const g = wg.peers
+        .map((pe) => {
+          const r = webgpuMatmulRow(wg, pe, nTop);
+          return `${webgpuMatmulLabel(pe)} ${r ? `**${fmt(r.gflops_best, 2)}** GFLOP/s` : 'n/a'}`;
+        })
+        .join(', ');
+      K.push(
+        `**WebGPU matmul** on ${adapterLine(wg.adapter).replace(/ \[.*\]$/, '')}${rel}: n=${nTop} ${g}; best / best ${rs.join('; ') || 'n/a'}.`,
+      );
+    }
+  }
   for (const k of K) p(`- ${k}`);
   p('');
 }
@@ -246,14 +280,14 @@ p('## Reproduce', '');
   );
   if (noBuild) p(`npm run build           # Tessera's dist/ (built ${b?.dist_built ?? '?'})`);
   p(
-    `${runInfo?.command ?? 'bash bench/run-all.sh'}   # ${noBuild ? '' : 'builds Tessera, '}checks the set-up, runs peak, matmul, gpt_step, rewrites this page`,
+    `${runInfo?.command ?? 'bash bench/run-all.sh'}   # ${noBuild ? '' : 'builds Tessera, '}checks the set-up, runs peak, matmul, gpt_step, webgpu_matmul, rewrites this page`,
     '```',
     '',
   );
   const env = runInfo?.env ? Object.entries(runInfo.env).filter(([, v]) => v !== null) : [];
   if (env.length) p(`With ${env.map(([k, v]) => code(`${k}=${v}`)).join(', ')} in the environment.`, '');
   p(
-    'Each step prints its own command below (peak, matmul, gpt_step), and `bash bench/run-all.sh` without `--no-build` runs `npm run build` first.',
+    'Each step prints its own command below (peak, matmul, gpt_step, webgpu_matmul), and `bash bench/run-all.sh` without `--no-build` runs `npm run build` first.',
     '',
   );
 }
@@ -362,6 +396,11 @@ if (tfRow)
   p(
     `- **TensorFlow.js** ${tfRow.version} WebAssembly backend (SIMD ${tfRow.simd ? 'on' : 'off'}, XNNPACK kernels), ${code('setThreadsCount(t)')} before ${code("setBackend('wasm')")}.`,
   );
+const tfwRow = wg?.results?.find((r) => r.peer === 'tfjs-webgpu' && r.version);
+if (tfwRow)
+  p(
+    `- **TensorFlow.js** ${tfwRow.version} WebGPU backend (${code('@tensorflow/tfjs-backend-webgpu')}, with ${code('@tensorflow/tfjs-core')} ${tfwRow.tfjs_core_version}) on Dawn from the ${code('webgpu')} npm package ${tfwRow.webgpu_package_version ?? '?'} (${code('navigator.gpu')} and the ${code('GPU*')} constants installed on ${code('globalThis')} before ${code("setBackend('webgpu')")}).`,
+  );
 const debs = /^(libopenblas0-openmp|python3-torch) (\S+)$/gm;
 const pk = [...setupLog.matchAll(debs)].map((x) => `${x[1]} ${x[2]}`);
 if (pk.length) p(`- Debian packages: ${pk.join(', ')}.`);
@@ -446,6 +485,97 @@ if (mm) {
   for (const n of notes) p(`- ${n}`);
   p('');
 } else p('_No matmul results: run `node bench/matmul.mjs`._', '');
+
+// ---------------------------------------------------------------------------------------------------
+p('## WebGPU matmul (WGSL)', '');
+if (wg) {
+  p(`Command: ${code(wg.command)} (${wg.date}).`, '');
+  if (runInfo && Date.parse(wg.date) < Date.parse(runInfo.started))
+    p(
+      `**These WebGPU figures are older than the last full run** (${runInfo.started}): its WebGPU step failed or was skipped, so this section shows an earlier run.`,
+      '',
+    );
+  if (wg.error) p(`Not measured: ${wg.error}.`, '');
+  else {
+    const a = wg.adapter;
+    p(
+      `Adapter: **${adapterLine(a)}**${a.isFallbackAdapter ? ' (a fallback adapter)' : ''}, through ${code(wg.driver)} (${wg.driver_note}); Dawn from the ${code('webgpu')} npm package ${wg.webgpu_package_version ?? '?'}. ` +
+        'Tessera and TensorFlow.js run on the same adapter, each measurement in its own process.',
+      '',
+    );
+    if (a.swiftshader)
+      p(
+        "> **Relative figures only.** SwiftShader is a CPU implementation of Vulkan: the WGSL kernels run on this machine's CPU cores, so these GFLOP/s say nothing about a GPU. " +
+          'What they do show is how the two WGSL code generators compare on one and the same adapter (the ratio table).',
+        '',
+      );
+    p(
+      `Each cell: GFLOP/s **best / median** over ${wg.timing.samples} samples; round trip: one matmul plus the read back of its result, alone (ms, median).`,
+      '',
+    );
+    p(webgpuMatmulTable(wg), '');
+    p('Throughput ratios, **best / best** (median / median in parentheses): above 1, Tessera is faster.', '');
+    p(webgpuMatmulRatioTable(wg), '');
+    const notes = [];
+    notes.push(
+      'What is timed, the same on both sides: a sample enqueues `inner` matmuls C = A·B on n×n f32 inputs already on the device (Tessera: `a.matmul(b).realize()` on device `webgpu`, or replays of `jit((a, b) => a.matmul(b))`; TensorFlow.js: `tf.matMul(a, b)`), disposing each result, then awaits `data()` of the last one, which the in-order queue completes after all the others; per-call time is the sample time / inner. ' +
+        `\`inner\` is calibrated so a sample lasts ≥ ${wg.timing.minSampleMs} ms, so the read back of one result per sample is amortized (at one call per sample it is included in full, and the sample is a round trip). ` +
+        'The first call (WGSL compilation and pipeline creation; for jit, the trace, capture and first replay) is not timed.',
+    );
+    const firsts = wg.results.filter((r) => r.first_ms !== undefined && !r.error);
+    if (firsts.length)
+      notes.push(
+        `First call, not in the table: ${firsts.map((r) => `${webgpuMatmulLabel(r.peer)} n=${r.n} ${fmt(r.first_ms, 0)} ms`).join(', ')}.`,
+      );
+    const wrong = wg.results.filter((r) => r.wrong);
+    const checked = wg.results.filter((r) => r.check && !r.wrong && !r.error);
+    notes.push(
+      wrong.length
+        ? `**Wrong results** (not timed): ${wrong.map((r) => `${webgpuMatmulLabel(r.peer)} n=${r.n} (max rel err ${r.max_rel_err}, ${r.non_finite} non-finite)`).join(', ')}.`
+        : `Every result measured was checked before timing against float64 dot products: every entry for n ≤ ${wg.full_check_max_n}, 16 entries above; largest errors ${checked.length ? `max abs ${Math.max(...checked.map((r) => r.max_abs_err ?? 0)).toExponential(2)}, max relative (to the sum of |a·b|) ${Math.max(...checked.map((r) => r.max_rel_err)).toExponential(2)}` : 'n/a'}.`,
+    );
+    const un = wg.results.filter((r) => r.unavailable);
+    if (un.length) notes.push(`Unavailable: ${[...new Set(un.map((r) => r.unavailable))].join('; ')}.`);
+    const failed = wg.results.filter((r) => r.error);
+    if (failed.length)
+      notes.push(
+        `Failed: ${failed.map((r) => `${webgpuMatmulLabel(r.peer)} n=${r.n}: ${String(r.error).split('\n')[0]}`).join('; ')}.`,
+      );
+    const died = wg.results.filter((r) => r.exit_after_result);
+    if (died.length)
+      notes.push(
+        `These processes printed their measurement and then ended abnormally (figures kept): ${died.map((r) => `${webgpuMatmulLabel(r.peer)} n=${r.n} (${r.exit_after_result})`).join(', ')}.`,
+      );
+    if (wg.adapter_mismatch)
+      notes.push(
+        `**The peers reported different adapters**: ${wg.adapter_mismatch.map(adapterLine).join(' vs ')}.`,
+      );
+    const tj = wg.results.filter((r) => r.peer === 'tessera-jit' && r.jit_stats);
+    if (tj.length)
+      notes.push(
+        `Tessera (jit) launches per replay: ${[...new Set(tj.map((r) => r.launches_per_replay))].join(', ')}.`,
+      );
+    if (
+      wg.tessera_build?.dist_built_at_start &&
+      wg.tessera_build.dist_built !== wg.tessera_build.dist_built_at_start
+    )
+      notes.push(
+        `**Warning**: dist/ was rebuilt during this run (${wg.tessera_build.dist_built_at_start} -> ${wg.tessera_build.dist_built}): Tessera figures may mix two builds.`,
+      );
+    else if (wg.tessera_build)
+      notes.push(
+        `Tessera build: commit ${code(wg.tessera_build.commit ?? '?')}${wg.tessera_build.src_uncommitted_files ? ` plus ${wg.tessera_build.src_uncommitted_files} uncommitted file(s) in src/` : ''}, dist/ built ${wg.tessera_build.dist_built ?? '?'}.`,
+      );
+    const busy = wg.results.filter((r) => r.foreign_cores > (wg.busy_threshold ?? 0.25));
+    notes.push(
+      busy.length
+        ? `† measured while other processes used more than ${wg.busy_threshold} cores even after retries (${busy.map((r) => `${webgpuMatmulLabel(r.peer)} n=${r.n}: ${fmt(r.foreign_cores, 2)}`).join(', ')}): ${a.swiftshader ? 'SwiftShader runs on the CPU, so ' : ''}treat these as lower bounds.`
+        : `No figure was disturbed by other processes (each run used < ${wg.busy_threshold} foreign cores, after retries).`,
+    );
+    for (const n of notes) p(`- ${n}`);
+    p('');
+  }
+} else p('_No WebGPU results: run `node bench/webgpu_matmul.mjs`._', '');
 
 // ---------------------------------------------------------------------------------------------------
 p('## GPT training step (nanoGPT "baby GPT" on CPU)', '');

@@ -1,34 +1,42 @@
 #!/usr/bin/env bash
 # Run every benchmark and regenerate docs/benchmarks.md from the results.
 #
-#   bash bench/run-all.sh [--no-build] [--quick]
+#   bash bench/run-all.sh [--no-build] [--quick] [--no-webgpu]
 #
 # Steps: npm run build at the root (Tessera's dist/, skipped with --no-build), bench/setup.sh --check
 # (peers present and fast; run bash bench/setup.sh once first), bench/peak/run.mjs, bench/matmul.mjs,
-# bench/gpt_step.mjs, bench/report.mjs. Extra arguments for each step come from PEAK_ARGS, MATMUL_ARGS,
-# GPT_ARGS (e.g. MATMUL_ARGS="--sizes 256,512 --threads 1"). --quick: smaller runs to test the harness
-# (matmul n <= 512 with 3 samples, 5 GPT steps); its figures are still real, just noisier.
+# bench/gpt_step.mjs, bench/webgpu_matmul.mjs (skipped with --no-webgpu), bench/report.mjs. Extra
+# arguments for each step come from PEAK_ARGS, MATMUL_ARGS, GPT_ARGS, WEBGPU_ARGS (e.g.
+# MATMUL_ARGS="--sizes 256,512 --threads 1"). --quick: smaller runs to test the harness (matmul
+# n <= 512 with 3 samples, 5 GPT steps, WebGPU n <= 256 with 3 samples); its figures are still real,
+# just noisier. A failure of the WebGPU step (no adapter, Tessera's webgpu device missing, a failed
+# measurement) is reported and does not stop the run: the CPU benchmarks still report, and the
+# report says when the WebGPU results are older than this run.
 set -euo pipefail
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$BENCH")"
 cd "$ROOT"
 BUILD=1
 QUICK=0
+WEBGPU=1
 for a in "$@"; do
   case "$a" in
     --no-build) BUILD=0 ;;
     --quick) QUICK=1 ;;
-    *) echo "run-all: unknown argument $a (expected --no-build, --quick)" >&2; exit 2 ;;
+    --no-webgpu) WEBGPU=0 ;;
+    *) echo "run-all: unknown argument $a (expected --no-build, --quick, --no-webgpu)" >&2; exit 2 ;;
   esac
 done
 if ((QUICK)); then
   MATMUL_ARGS="${MATMUL_ARGS:---sizes 256,512 --samples 3}"
   GPT_ARGS="${GPT_ARGS:---steps 5}"
   PEAK_ARGS="${PEAK_ARGS:---reps 3}"
+  WEBGPU_ARGS="${WEBGPU_ARGS:---sizes 128,256 --samples 3}"
 fi
 read -r -a peak_args <<<"${PEAK_ARGS:-}"
 read -r -a matmul_args <<<"${MATMUL_ARGS:-}"
 read -r -a gpt_args <<<"${GPT_ARGS:-}"
+read -r -a webgpu_args <<<"${WEBGPU_ARGS:-}"
 mkdir -p "$BENCH/results"
 started="$(date -u +%FT%TZ)"
 step() { printf '\n######## %s\n' "$*"; }
@@ -45,12 +53,22 @@ step "node bench/matmul.mjs ${matmul_args[*]}"
 node "$BENCH/matmul.mjs" "${matmul_args[@]}"
 step "node bench/gpt_step.mjs ${gpt_args[*]}"
 node "$BENCH/gpt_step.mjs" "${gpt_args[@]}"
+if ((WEBGPU)); then
+  step "node bench/webgpu_matmul.mjs ${webgpu_args[*]}"
+  if node "$BENCH/webgpu_matmul.mjs" "${webgpu_args[@]}"; then
+    :
+  else
+    rc=$?
+    printf '\nrun-all: WARNING: the WebGPU matmul step failed or is incomplete (exit code %s, see above);\n' "$rc" >&2
+    printf 'run-all: continuing: the CPU benchmarks still report, and docs/benchmarks.md shows what bench/results/webgpu_matmul.json holds.\n' >&2
+  fi
+fi
 
 cmd="bash bench/run-all.sh $*"
 node -e '
 const [file, command, started] = process.argv.slice(1);
 require("fs").writeFileSync(file, JSON.stringify({ command: command.trim(), started, finished: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-  env: { PEAK_ARGS: process.env.PEAK_ARGS ?? null, MATMUL_ARGS: process.env.MATMUL_ARGS ?? null, GPT_ARGS: process.env.GPT_ARGS ?? null } }, null, 2) + "\n");
+  env: { PEAK_ARGS: process.env.PEAK_ARGS ?? null, MATMUL_ARGS: process.env.MATMUL_ARGS ?? null, GPT_ARGS: process.env.GPT_ARGS ?? null, WEBGPU_ARGS: process.env.WEBGPU_ARGS ?? null } }, null, 2) + "\n");
 ' "$BENCH/results/run.json" "$cmd" "$started"
 step "node bench/report.mjs"
 node "$BENCH/report.mjs"

@@ -1,15 +1,7 @@
 /**
- * Tessera: lazy tensors compiled into a few fused, memory-planned kernels.
+ * Tessera: lazy tensors compiled into a few fused, memory-planned kernels. Node entry point: devices
+ * 'interp', 'cpu' (native C kernels), 'webgpu' (Dawn) and 'auto'.
  * @packageDocumentation
  */
-export * from './tensor/tensor.js';
-export { noGrad, enableGrad, manualSeed, tidy } from './tensor/context.js';
-export { engineOptions, lastRealizeStats, realizeTotals, planSchedule, describeSchedule } from './tensor/realize.js';
-export * from './errors.js';
-export type { DType } from './dtype.js';
-export { DTYPES, promoteTypes } from './dtype.js';
-export { getRuntime, setDefaultDevice, getDefaultDevice, listDevices, registerDevice } from './runtime/registry.js';
-export { setDebug } from './debug.js';
-export * as memory from './memory/stats.js';
-export { jit } from './jit/jit.js';
-export type { Jitted, JitStats } from './jit/jit.js';
+import './runtime/node_devices.js';
+export * from './api.js';

@@ -146,3 +146,78 @@ export function gptTable(res, peak) {
   }
   return lines.join('\n');
 }
+
+// ---------------------------------------------------------------------------------------------------
+// WebGPU matmul (bench/webgpu_matmul.mjs)
+
+const TESSERA_WG = ['tessera', 'tessera-jit'];
+export const webgpuMatmulLabel = (p) =>
+  ({
+    tessera: 'Tessera WebGPU (realize)',
+    'tessera-jit': 'Tessera WebGPU (jit)',
+    'tfjs-webgpu': 'tfjs-webgpu',
+  })[p] ?? p;
+
+/** One WebGPU matmul row with a throughput, or undefined (missing, failed, wrong, skipped, unavailable). */
+export function webgpuMatmulRow(res, peer, n) {
+  const r = res.results.find((x) => x.peer === peer && x.n === n);
+  return r && r.gflops_best && !r.error && !r.wrong && !r.skipped && !r.unavailable ? r : undefined;
+}
+
+/** Throughput ratio a / b (best / best, median / median); undefined when either is missing. */
+export function webgpuMatmulRatio(res, a, b, n) {
+  const ra = webgpuMatmulRow(res, a, n);
+  const rb = webgpuMatmulRow(res, b, n);
+  if (!ra || !rb) return undefined;
+  return { best: ra.gflops_best / rb.gflops_best, median: ra.gflops_median / rb.gflops_median };
+}
+
+/** GFLOP/s table: one column per peer, "best / median", plus the single-call round trip (ms, median). */
+export function webgpuMatmulTable(res) {
+  const peers = res.peers;
+  const head = [
+    'n',
+    ...peers.map((p) => `${webgpuMatmulLabel(p)} GFLOP/s`),
+    ...peers.map((p) => `${webgpuMatmulLabel(p)} round trip ms`),
+  ];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => ' ---: ').join('|')}|`];
+  for (const n of res.sizes) {
+    const get = (p) => res.results.find((r) => r.peer === p && r.n === n);
+    const cell = (p) => {
+      const r = get(p);
+      if (!r) return '-';
+      if (r.unavailable) return 'unavailable';
+      if (r.skipped) return 'skipped';
+      if (r.error) return 'failed';
+      if (r.wrong) return 'WRONG RESULT';
+      const busy = r.foreign_cores > (res.busy_threshold ?? 0.25) ? ' †' : '';
+      return `${fmt(r.gflops_best, 2)} / ${fmt(r.gflops_median, 2)}${busy}`;
+    };
+    const rt = (p) => {
+      const r = webgpuMatmulRow(res, p, n);
+      return r ? fmt(r.roundtrip_ms, 1) : '-';
+    };
+    lines.push(`| ${n} | ${peers.map(cell).join(' | ')} | ${peers.map(rt).join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Ratio table: each Tessera variant / tfjs-webgpu (and jit / realize), "best-ratio (median-ratio)". */
+export function webgpuMatmulRatioTable(res) {
+  const tess = TESSERA_WG.filter((p) => res.peers.includes(p));
+  const others = res.peers.filter((p) => !TESSERA_WG.includes(p));
+  const pairs = [];
+  for (const o of others) for (const t of tess) pairs.push([t, o]);
+  if (tess.length === 2) pairs.push(['tessera-jit', 'tessera']);
+  if (!pairs.length) return '_No ratio: a Tessera peer and tfjs-webgpu are both needed._';
+  const head = ['n', ...pairs.map(([a, b]) => `${webgpuMatmulLabel(a)} / ${webgpuMatmulLabel(b)}`)];
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => ' ---: ').join('|')}|`];
+  for (const n of res.sizes) {
+    const cells = pairs.map(([a, b]) => {
+      const r = webgpuMatmulRatio(res, a, b, n);
+      return r ? `${r.best.toFixed(3)}x (${r.median.toFixed(3)}x)` : '-';
+    });
+    lines.push(`| ${n} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}

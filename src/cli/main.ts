@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
 import { TesseraError } from '../errors.js';
+import '../runtime/node_devices.js';
 import { getRuntime, listDevices } from '../runtime/registry.js';
 import { generateFromCheckpoint } from './generate.js';
 import { defaultTrainOptions, train } from './train.js';

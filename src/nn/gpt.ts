@@ -264,7 +264,47 @@ export class GPT extends Module {
     return this.genForward(input);
   }
 
+  /**
+   * Sample `maxNewTokens` tokens after `idx` ([B, T] i32). Reads logits synchronously (host devices, and
+   * WebGPU in Node); in browsers use `generateAsync`.
+   */
   generate(idx: Tensor, maxNewTokens: number, opts: GenerateOptions = {}): Tensor {
+    const g = this.startGenerate(idx, maxNewTokens, opts, Array.from(idx.dataSync()));
+    try {
+      for (let step = 0; step < maxNewTokens; step++) {
+        const logits = g.forward();
+        try {
+          g.push(logits.dataSync());
+        } finally {
+          logits.dispose();
+        }
+      }
+    } finally {
+      g.finish();
+    }
+    return g.result();
+  }
+
+  /** `generate` with asynchronous reads: works on every device, and leaves the event loop free. */
+  async generateAsync(idx: Tensor, maxNewTokens: number, opts: GenerateOptions = {}): Promise<Tensor> {
+    const g = this.startGenerate(idx, maxNewTokens, opts, Array.from(await idx.data()));
+    try {
+      for (let step = 0; step < maxNewTokens; step++) {
+        const logits = g.forward();
+        try {
+          g.push(await logits.data());
+        } finally {
+          logits.dispose();
+        }
+      }
+    } finally {
+      g.finish();
+    }
+    return g.result();
+  }
+
+  /** Shared state of one generation: validated options, token rows, and the per-step forward. */
+  private startGenerate(idx: Tensor, maxNewTokens: number, opts: GenerateOptions, flat: number[]) {
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
       throw new ValueError(`GPT.generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
     const temperature = opts.temperature ?? 1;
@@ -276,35 +316,36 @@ export class GPT extends Module {
     const [B, T0] = idx.shape as [number, number];
     if (T0 === 0) throw new ShapeError(`GPT.generate: idx needs at least one token per row`);
     const rows: number[][] = [];
-    const flat = Array.from(idx.dataSync());
     for (let b = 0; b < B; b++) rows.push(flat.slice(b * T0, (b + 1) * T0));
     const rnd = mulberry32(opts.seed ?? 0);
     const wasTraining = this.training;
     this.eval();
-    try {
-      // Every step runs on a full window of blockSize tokens, right-padded: causal attention keeps the
-      // padding from affecting position T-1, and one input shape means the kernels compile once.
-      const W = this.config.blockSize;
-      for (let step = 0; step < maxNewTokens; step++) {
-        const T = Math.min(rows[0]!.length, W);
+    // Every step runs on a full window of blockSize tokens, right-padded: causal attention keeps the
+    // padding from affecting position T-1, and one input shape means the kernels compile once.
+    const W = this.config.blockSize;
+    const V = this.config.vocabSize;
+    let T = 0;
+    return {
+      /** Logits [B, W, V] of the current window (a fresh tensor the caller reads). */
+      forward: (): Tensor => {
+        T = Math.min(rows[0]!.length, W);
         const ctx = rows.flatMap((r) => [...r.slice(r.length - T), ...new Array<number>(W - T).fill(0)]);
-        const last = tidy(() =>
-          noGrad(() => {
-            const input = tensor(ctx, { dtype: 'i32', shape: [B, W], device: idx.device });
-            const all = this.generateForward(input).dataSync(); // [B, W, V]
-            const V = this.config.vocabSize;
-            const out: number[] = [];
-            for (let b = 0; b < B; b++) out.push(...all.subarray((b * W + T - 1) * V, (b * W + T) * V));
-            return out;
-          }),
+        return tidy(() =>
+          noGrad(() => this.generateForward(tensor(ctx, { dtype: 'i32', shape: [B, W], device: idx.device }))),
         );
-        const V = this.config.vocabSize;
-        for (let b = 0; b < B; b++)
-          rows[b]!.push(sampleRow(last.slice(b * V, (b + 1) * V), temperature, opts.topK, rnd));
-      }
-    } finally {
-      this.train(wasTraining);
-    }
-    return tensor(rows.flat(), { dtype: 'i32', shape: [B, T0 + maxNewTokens], device: idx.device });
+      },
+      /** Sample the next token of every row from the window's logits. */
+      push: (all: ArrayLike<number>): void => {
+        const a = all as Float32Array;
+        for (let b = 0; b < B; b++) {
+          const last = Array.from(a.subarray((b * W + T - 1) * V, (b * W + T) * V));
+          rows[b]!.push(sampleRow(last, temperature, opts.topK, rnd));
+        }
+      },
+      finish: (): void => {
+        this.train(wasTraining);
+      },
+      result: (): Tensor => tensor(rows.flat(), { dtype: 'i32', shape: [B, T0 + maxNewTokens], device: idx.device }),
+    };
   }
 }

@@ -36,7 +36,7 @@ import {
 } from '../graph/node.js';
 import type { UnaryOp } from '../graph/ops.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
-import { getDefaultDevice, getRuntime } from '../runtime/registry.js';
+import { getRuntime, resolveDevice } from '../runtime/registry.js';
 import { drawCounter, isGradEnabled, trackInScope } from './context.js';
 import { realizeNodes, realizeNodesAsync, uploadBuffer } from './realize.js';
 
@@ -1179,7 +1179,7 @@ export function tensor(data: NestedArray | ArrayLike<number>, opts: TensorOption
   const dtype = opts.dtype ? checkDType(opts.dtype) : inferred;
   const storage = allocStorage(dtype, flat.length);
   for (let i = 0; i < flat.length; i++) writeElement(dtype, storage, i, flat[i]!);
-  const device = opts.device ?? getDefaultDevice();
+  const device = resolveDevice(opts.device);
   const rt = getRuntime(device);
   const buf = uploadBuffer(rt, dtype, new Uint8Array(storage.buffer, storage.byteOffset, storage.byteLength), flat.length);
   return new Tensor(bufferNode(buf, shape), device, opts.requiresGrad ?? false);
@@ -1190,7 +1190,7 @@ export function full(shape: readonly number[], value: number | boolean, opts: Te
   checkShape(shape, 'full');
   const v = typeof value === 'boolean' ? Number(value) : value;
   const dtype = opts.dtype ? checkDType(opts.dtype) : typeof value === 'boolean' ? 'bool' : 'f32';
-  const t = new Tensor(constNode(v, dtype, shape), opts.device ?? getDefaultDevice(), false);
+  const t = new Tensor(constNode(v, dtype, shape), resolveDevice(opts.device), false);
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -1219,7 +1219,7 @@ export function arange(start: number, end?: number, step = 1, opts: TensorOption
   if (step === 0) throw new ValueError(`arange: step must be non-zero`);
   const n = Math.max(0, Math.ceil((end - start) / step));
   const dtype = opts.dtype ?? ([start, end, step].every(Number.isInteger) ? 'i32' : 'f32');
-  const t = new Tensor(arangeNode(n, start, step, checkDType(dtype)), opts.device ?? getDefaultDevice());
+  const t = new Tensor(arangeNode(n, start, step, checkDType(dtype)), resolveDevice(opts.device));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
@@ -1228,14 +1228,14 @@ export function arange(start: number, end?: number, step = 1, opts: TensorOption
 export function linspace(start: number, end: number, steps: number, opts: TensorOptions = {}): Tensor {
   if (!Number.isInteger(steps) || steps < 0) throw new ValueError(`linspace: steps must be a non-negative integer, got ${steps}`);
   const step = steps > 1 ? (end - start) / (steps - 1) : 0;
-  const t = new Tensor(arangeNode(steps, start, step, checkDType(opts.dtype ?? 'f32')), opts.device ?? getDefaultDevice());
+  const t = new Tensor(arangeNode(steps, start, step, checkDType(opts.dtype ?? 'f32')), resolveDevice(opts.device));
   if (opts.requiresGrad) t.requiresGrad = true;
   return t;
 }
 
 /** Identity matrix of `n` rows and `m` (default `n`) columns. */
 export function eye(n: number, m = n, opts: TensorOptions = {}): Tensor {
-  const device = opts.device ?? getDefaultDevice();
+  const device = resolveDevice(opts.device);
   const r = arange(n, undefined, 1, { device }).reshape([n, 1]);
   const c = arange(m, undefined, 1, { device }).reshape([1, m]);
   return r.eq(c).cast(opts.dtype ?? 'f32');
@@ -1245,7 +1245,7 @@ export function eye(n: number, m = n, opts: TensorOptions = {}): Tensor {
 export function rand(shape: readonly number[], opts: TensorOptions = {}): Tensor {
   checkShape(shape, 'rand');
   const { seed, counter } = drawCounter(numel(shape));
-  const t = new Tensor(randNode(shape, seed, counter), opts.device ?? getDefaultDevice());
+  const t = new Tensor(randNode(shape, seed, counter), resolveDevice(opts.device));
   const out = opts.dtype && opts.dtype !== 'f32' ? t.cast(opts.dtype) : t;
   if (opts.requiresGrad) out.requiresGrad = true;
   return out;
@@ -1253,7 +1253,7 @@ export function rand(shape: readonly number[], opts: TensorOptions = {}): Tensor
 
 /** Standard normal samples (Box–Muller over two uniform draws). */
 export function randn(shape: readonly number[], opts: TensorOptions = {}): Tensor {
-  const device = opts.device ?? getDefaultDevice();
+  const device = resolveDevice(opts.device);
   const u1 = rand(shape, { device });
   const u2 = rand(shape, { device });
   const z = u1.neg().add(1).log().mul(-2).sqrt().mul(u2.mul(2 * Math.PI).cos());
