@@ -15,7 +15,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     projects: [
-      { extends: true, test: { name: 'interp', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'interp', include: ['test/**/*.test.ts'], exclude: ['test/runtime/webgpu*.test.ts', '**/node_modules/**'] } },
       {
         extends: true,
         test: { name: 'cpu', include: ['test/tensor/**/*.test.ts', 'test/nn/**/*.test.ts', 'test/optim/**/*.test.ts'], env: { TESSERA_DEVICE: 'cpu' } },

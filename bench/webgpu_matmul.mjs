@@ -176,9 +176,17 @@ async function workerTessera(o, jitted) {
   if (jitted) {
     if (typeof T.jit !== 'function') throw new Error('dist/index.js exports no jit function');
     const mm = T.jit((x, y) => x.matmul(y));
+    let calls = 0;
+    const call = () => {
+      calls++;
+      return mm(a, b);
+    };
     // calls 1 (trace), 2 (capture), 3 (first replay, checked): none is timed
-    r = await measureCommon(o, Ah, Bh, () => mm(a, b), read, release, 3);
-    if (mm.stats.replayed < 1) throw new Error(`jit: call 3 was not a replay (${JSON.stringify(mm.stats)})`);
+    r = await measureCommon(o, Ah, Bh, call, read, release, 3);
+    if (mm.stats.traced !== 2 || mm.stats.replayed !== calls - 2)
+      throw new Error(
+        `jit: expected 2 traced calls and every later call replayed, got ${JSON.stringify(mm.stats)} after ${calls} calls`,
+      );
     extra = { jit_stats: { ...mm.stats }, launches_per_replay: mm.stats.launchesPerReplay };
   } else {
     r = await measureCommon(

@@ -2,8 +2,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { TesseraError } from '../errors.js';
 import '../runtime/node_devices.js';
-import { getRuntime, listDevices } from '../runtime/registry.js';
+import { listDevices } from '../runtime/registry.js';
 import { generateFromCheckpoint } from './generate.js';
+import { formatDeviceReport, probeDevices } from './info.js';
+import { serveWeb } from './web.js';
 import { defaultTrainOptions, train } from './train.js';
 
 const int = (v: string) => {
@@ -59,12 +61,22 @@ program
 
 program
   .command('info')
-  .description('list devices and their limits')
-  .action(() => {
-    for (const name of listDevices()) {
-      const rt = getRuntime(name);
-      console.log(`${name}: ${rt.fingerprint()} maxBuffersPerKernel=${rt.limits.maxBuffersPerKernel} alignment=${rt.limits.bufferAlignment}`);
-    }
+  .description('list the devices found here with their limits and features, and what --device auto picks')
+  .option('--json', 'print JSON')
+  .action((o: { json?: boolean }) => {
+    const r = probeDevices();
+    console.log(o.json ? JSON.stringify(r, null, 2) : formatDeviceReport(r));
+  });
+
+program
+  .command('web')
+  .description('serve the browser demo (train a tiny GPT on WebGPU in the page) on http://127.0.0.1')
+  .option('--port <n>', 'port (0: any free port)', int, 8080)
+  .option('--host <name>', 'interface to listen on', '127.0.0.1')
+  .option('--build', 'rebuild the browser bundle first')
+  .action(async (o: { port: number; host: string; build?: boolean }) => {
+    const s = await serveWeb({ port: o.port, host: o.host, build: o.build ? true : undefined, log: console.log });
+    console.log(`open ${s.url}/ in a browser with WebGPU (Ctrl-C stops)`);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -42,10 +42,18 @@ interface GpuKernel extends CompiledKernel {
   readonly aliased: Map<string, Variant>;
 }
 
+/** A copy ordered among launches (`copyLaunch`): jit replays interleave them with kernels. */
+interface CopyKernel extends CompiledKernel {
+  readonly copyBytes: number;
+}
+
 interface Variant {
   readonly pid: number;
   readonly wgsl: WgslKernel;
 }
+
+/** Stand-in IR of copy launches (never rendered). */
+const COPY_IR = { name: 'copy', params: [], scalarCount: 0, body: [], kind: 'elementwise', valueCount: 0, valueTypes: [], key: 'copy' } as const satisfies KernelIR;
 
 const roundUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
@@ -151,7 +159,16 @@ export class WebGPURuntime implements Runtime {
     return { pid, wgsl };
   }
 
+  copyLaunch(src: Binding, dst: Binding, bytes: number): Launch {
+    const kernel: CopyKernel = { ir: COPY_IR, copyBytes: bytes };
+    return { kernel, args: [dst, src] };
+  }
+
   launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void {
+    if ('copyBytes' in kernel) {
+      this.copy(args[1]!, args[0]!, (kernel as CopyKernel).copyBytes);
+      return;
+    }
     const k = kernel as GpuKernel;
     const ir = k.ir;
     const size = (i: number) => roundUp(Math.max(4, ir.params[i]!.numel * itemsize[ir.params[i]!.dtype]), 4);

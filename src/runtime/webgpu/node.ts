@@ -29,9 +29,11 @@ class WorkerTransport implements Transport {
 
   constructor() {
     const initSab = new SharedArrayBuffer(8 + 64 * 1024);
-    const flags = (process.env.TESSERA_DAWN_FLAGS ?? '').split(/\s+/).filter((s) => s);
+    // Tessera's shaders write workgroup memory before reading it, so Dawn's zero-initialisation of it
+    // is pure cost (it multiplies shader compile time on software adapters). TESSERA_DAWN_FLAGS adds
+    // Dawn instance flags (e.g. 'enable-dawn-features=dump_shaders').
+    const flags = ['enable-dawn-features=disable_workgroup_init', ...(process.env.TESSERA_DAWN_FLAGS ?? '').split(/\s+/).filter((s) => s)];
     this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { initSab, flags } });
-    this.worker.unref();
     this.worker.on('message', (m: { t: string; req: number; data?: Uint8Array; error?: string }) => {
       const w = this.waiting.get(m.req);
       if (!w) return;
@@ -43,6 +45,8 @@ class WorkerTransport implements Transport {
       for (const w of this.waiting.values()) w.reject(new DeviceError(`webgpu: the device thread failed: ${e.message}`));
       this.waiting.clear();
     });
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    this.worker.unref();
     let payload: Uint8Array;
     try {
       payload = awaitAnswer(initSab, 'starting the device');
