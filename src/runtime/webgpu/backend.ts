@@ -1,6 +1,7 @@
 import type { KernelIR } from '../../codegen/ir.js';
 import type { WgslKernel } from '../../codegen/render/wgsl.js';
-import { renderKernelWGSL, WGSL_RENDERER_VERSION } from '../../codegen/render/wgsl.js';
+import { DEFAULT_GEMM_TILE, renderKernelWGSL, WGSL_RENDERER_VERSION } from '../../codegen/render/wgsl.js';
+import type { GemmTile } from '../../codegen/render/wgsl.js';
 import { debugLevel, debugLog } from '../../debug.js';
 import { itemsize } from '../../dtype.js';
 import { DeviceError } from '../../errors.js';
@@ -57,6 +58,15 @@ const COPY_IR = { name: 'copy', params: [], scalarCount: 0, body: [], kind: 'ele
 
 const roundUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
+function parseTile(spec: string | undefined): GemmTile {
+  if (!spec) return DEFAULT_GEMM_TILE;
+  const v = spec.split(',').map(Number);
+  const [bm, bn, bk, tm, tn] = v as [number, number, number, number, number];
+  const ok = v.length === 5 && v.every((x) => Number.isInteger(x) && x > 0) && bm % tm === 0 && bn % tn === 0 && (bm / tm) * (bn / tn) <= 256;
+  if (!ok) throw new DeviceError(`TESSERA_WGSL_GEMM_TILE: expected bm,bn,bk,tm,tn with tm | bm, tn | bn and at most 256 invocations, got '${spec}'`);
+  return { bm, bn, bk, tm, tn };
+}
+
 function formatBytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -81,6 +91,11 @@ export class WebGPURuntime implements Runtime {
   private readonly maxBinding: number;
   private readonly maxGrid: number;
   private readonly f16: boolean;
+  /**
+   * GEMM tile of contractions compiled from now on (a tuning parameter; kernels already compiled keep
+   * theirs). `TESSERA_WGSL_GEMM_TILE=bm,bn,bk,tm,tn` sets it at start-up.
+   */
+  gemmTile: GemmTile = parseTile(typeof process !== 'undefined' ? process.env?.TESSERA_WGSL_GEMM_TILE : undefined);
 
   constructor(
     readonly info: WebGPUDeviceInfo,
@@ -147,7 +162,7 @@ export class WebGPURuntime implements Runtime {
   }
 
   private variant(ir: KernelIR, aliasOf: ReadonlyMap<number, number>): Variant {
-    const wgsl = renderKernelWGSL(ir, { f16: this.f16, maxWorkgroupsPerDimension: this.maxGrid, aliasOf });
+    const wgsl = renderKernelWGSL(ir, { f16: this.f16, maxWorkgroupsPerDimension: this.maxGrid, aliasOf, gemm: this.gemmTile });
     let pid = this.pipelines.get(wgsl.code);
     if (pid === undefined) {
       pid = this.nextPid++;
