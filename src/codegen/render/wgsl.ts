@@ -29,7 +29,7 @@ import { canBeNegative } from '../symbolic.js';
  */
 
 /** Bump when generated code changes meaning (part of pipeline cache keys). */
-export const WGSL_RENDERER_VERSION = 1;
+export const WGSL_RENDERER_VERSION = 3;
 
 /** What the device allows and offers, and tuning parameters. */
 export interface WgslOptions {
@@ -61,7 +61,9 @@ export interface GemmTile {
   readonly tn: number;
 }
 
-export const DEFAULT_GEMM_TILE: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
+// 8x8 outputs per invocation, 64 invocations: the best of a sweep on SwiftShader (see docs/notes.md);
+// a per-adapter tuner is future work (TESSERA_WGSL_GEMM_TILE overrides it).
+export const DEFAULT_GEMM_TILE: GemmTile = { bm: 64, bn: 64, bk: 8, tm: 8, tn: 8 };
 
 /** A rendered kernel: the shader, its dispatch grid and what to bind. */
 export interface WgslKernel {
@@ -591,6 +593,15 @@ function renderWorkgroupReduce(ctx: Ctx, decls: string[]): { code: string; grid:
   return { code: [...decls, PRELUDE, ...ctx.lines].join('\n'), grid };
 }
 
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** A tile element load, with a bounds test only for the edges that can be partial. */
+function guardedLoad(call: string, conds: readonly string[], dst: string): string[] {
+  const c = conds.filter((x) => x).join(' && ');
+  if (!c) return [`      ${dst} = ${call};`];
+  return [`      var x = 0.0;`, `      if (${c}) { x = ${call}; }`, `      ${dst} = x;`];
+}
+
 function renderGemm(ctx: Ctx, decls: string[], g: GemmPlan): { code: string; grid: [number, number, number] } {
   const { ir, opts } = ctx;
   const tile = opts.gemm ?? DEFAULT_GEMM_TILE;
@@ -630,40 +641,35 @@ function renderGemm(ctx: Ctx, decls: string[], g: GemmPlan): { code: string; gri
     `  let n0 = i32(wid.x) * ${bn};`,
     `  let tx = lid % ${tx};`,
     `  let ty = lid / ${tx};`,
-    `  var acc: array<f32, ${tm * tn}>;`,
+    ...range(tm).flatMap((i) => range(tn).map((j) => `  var c${i}_${j} = 0.0;`)),
     `  for (var k0: i32 = 0; k0 < ${K}; k0 += ${bk}) {`,
     // A tile, k fastest (contiguous for row-major A); B tile, n fastest.
     `    for (var e: i32 = lid; e < ${bm * bk}; e += ${threads}) {`,
     `      let mm = e / ${bk}; let kk = e % ${bk};`,
-    `      var x = 0.0;`,
-    `      if (m0 + mm < ${M} && k0 + kk < ${K}) { x = op_a(m0 + mm, k0 + kk, bf); }`,
-    `      As[kk * ${bm} + mm] = x;`,
+    ...guardedLoad('op_a(m0 + mm, k0 + kk, bf)', [M % bm ? `m0 + mm < ${M}` : '', K % bk ? `k0 + kk < ${K}` : ''], `As[kk * ${bm} + mm]`),
     `    }`,
     `    for (var e: i32 = lid; e < ${bk * bn}; e += ${threads}) {`,
     `      let kk = e / ${bn}; let nn = e % ${bn};`,
-    `      var x = 0.0;`,
-    `      if (k0 + kk < ${K} && n0 + nn < ${N}) { x = op_b(k0 + kk, n0 + nn, bf); }`,
-    `      Bs[kk * ${bn} + nn] = x;`,
+    ...guardedLoad('op_b(k0 + kk, n0 + nn, bf)', [K % bk ? `k0 + kk < ${K}` : '', N % bn ? `n0 + nn < ${N}` : ''], `Bs[kk * ${bn} + nn]`),
     `    }`,
     `    workgroupBarrier();`,
     `    for (var kk: i32 = 0; kk < ${bk}; kk++) {`,
-    `      var ar: array<f32, ${tm}>;`,
-    `      var br: array<f32, ${tn}>;`,
-    `      for (var i: i32 = 0; i < ${tm}; i++) { ar[i] = As[kk * ${bm} + ty + i * ${ty}]; }`,
-    `      for (var j: i32 = 0; j < ${tn}; j++) { br[j] = Bs[kk * ${bn} + tx + j * ${tx}]; }`,
-    `      for (var i: i32 = 0; i < ${tm}; i++) {`,
-    `        for (var j: i32 = 0; j < ${tn}; j++) { acc[i * ${tn} + j] = fma(ar[i], br[j], acc[i * ${tn} + j]); }`,
-    `      }`,
+    // Unrolled register block: scalar accumulators stay in registers (a dynamically indexed private
+    // array may live in memory on some compilers, SwiftShader's among them).
+    ...range(tm).map((i) => `      let a${i} = As[kk * ${bm} + ty + ${i * ty}];`),
+    ...range(tn).map((j) => `      let b${j} = Bs[kk * ${bn} + tx + ${j * tx}];`),
+    ...range(tm).flatMap((i) => range(tn).map((j) => `      c${i}_${j} = fma(a${i}, b${j}, c${i}_${j});`)),
     `    }`,
     `    workgroupBarrier();`,
     `  }`,
+    `  var acc: array<f32, ${tm * tn}>;`,
+    ...range(tm).flatMap((i) => range(tn).map((j) => `  acc[${i * tn + j}] = c${i}_${j};`)),
     `  for (var i: i32 = 0; i < ${tm}; i++) {`,
     `    for (var j: i32 = 0; j < ${tn}; j++) {`,
     `      let mf = m0 + ty + i * ${ty};`,
     `      let nf = n0 + tx + j * ${tx};`,
-    `      if (mf < ${M} && nf < ${N}) {`,
-    ...epi.lines,
-    `      }`,
+    // Bounds checks only where the size is not a multiple of the tile (shapes are static).
+    ...(M % bm || N % bn ? [`      if (mf < ${M} && nf < ${N}) {`, ...epi.lines, `      }`] : epi.lines),
     `    }`,
     `  }`,
     `}`,
