@@ -12,3 +12,7 @@ export { Linear, Embedding, LayerNorm, RMSNorm, Dropout, GELU, uniformInit, norm
 export type { LinearOptions, EmbeddingOptions, NormOptions } from './layers.js';
 export { GPT, Block, CausalSelfAttention, MLP } from './gpt.js';
 export type { GPTConfig, GenerateOptions } from './gpt.js';
+export { Llama, LlamaBlock, LlamaAttention, LlamaMLP, KVCache, applyRope, ropeInvFreq, ropeTables, checkLlamaConfig } from './llama.js';
+export type { LlamaConfig, LlamaGenerateOptions, RopeScaling, ResolvedLlamaConfig } from './llama.js';
+export { sampleToken, checkSampling } from './sampling.js';
+export type { SamplingOptions } from './sampling.js';
