@@ -13,6 +13,7 @@ import * as F from './functional.js';
 import { Dropout, Embedding, LayerNorm, Linear, normalInit } from './layers.js';
 import { Module, ModuleList } from './module.js';
 import { jit } from '../jit/jit.js';
+import { checkSampling, mulberry32, sampleToken } from './sampling.js';
 import type { Jitted } from '../jit/jit.js';
 
 /** Hyperparameters of {@link GPT}. */
@@ -143,48 +144,6 @@ function checkConfig(cfg: GPTConfig): Required<GPTConfig> {
   return { ...cfg, dropout, bias: cfg.bias ?? true };
 }
 
-/** Host-side PRNG (mulberry32): deterministic sampling for `generate`. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Pick a token from one row of logits on the host. */
-function sampleRow(
-  logits: ArrayLike<number>,
-  temperature: number,
-  topK: number | undefined,
-  rnd: () => number,
-): number {
-  const V = logits.length;
-  if (temperature === 0) {
-    let best = 0;
-    for (let i = 1; i < V; i++) if (logits[i]! > logits[best]!) best = i;
-    return best;
-  }
-  const scaled = Array.from(logits, (l) => l / temperature);
-  if (topK !== undefined && topK < V) {
-    const kth = [...scaled].sort((a, b) => b - a)[topK - 1]!;
-    for (let i = 0; i < V; i++) if (scaled[i]! < kth) scaled[i] = -Infinity;
-  }
-  const m = Math.max(...scaled);
-  const w = scaled.map((s) => Math.exp(s - m));
-  const total = w.reduce((a, b) => a + b, 0);
-  let r = rnd() * total;
-  for (let i = 0; i < V; i++) {
-    r -= w[i]!;
-    if (r < 0) return i;
-  }
-  for (let i = V - 1; i >= 0; i--) if (w[i]! > 0) return i;
-  return 0;
-}
-
 /**
  * A GPT-2 style language model. Parameters (registered names): `wte` (token embedding, also the LM
  * head: weight tying), `wpe` (positions), `h.<i>` blocks, `ln_f`. Initialisation as GPT-2: every
@@ -307,17 +266,13 @@ export class GPT extends Module {
   private startGenerate(idx: Tensor, maxNewTokens: number, opts: GenerateOptions, flat: number[]) {
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
       throw new ValueError(`GPT.generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
-    const temperature = opts.temperature ?? 1;
-    if (!(temperature >= 0))
-      throw new ValueError(`GPT.generate: temperature must be >= 0, got ${temperature}`);
-    if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK >= 1))
-      throw new ValueError(`GPT.generate: topK must be a positive integer, got ${opts.topK}`);
+    const sampling = checkSampling({ temperature: opts.temperature, topK: opts.topK, seed: opts.seed }, 'GPT.generate');
     if (idx.ndim !== 2) throw new ShapeError(`GPT.generate: idx must have shape [B, T], got [${idx.shape}]`);
     const [B, T0] = idx.shape as [number, number];
     if (T0 === 0) throw new ShapeError(`GPT.generate: idx needs at least one token per row`);
     const rows: number[][] = [];
     for (let b = 0; b < B; b++) rows.push(flat.slice(b * T0, (b + 1) * T0));
-    const rnd = mulberry32(opts.seed ?? 0);
+    const rnd = mulberry32(sampling.seed);
     const wasTraining = this.training;
     this.eval();
     // Every step runs on a full window of blockSize tokens, right-padded: causal attention keeps the
@@ -339,7 +294,7 @@ export class GPT extends Module {
         const a = all as Float32Array;
         for (let b = 0; b < B; b++) {
           const last = Array.from(a.subarray((b * W + T - 1) * V, (b * W + T) * V));
-          rows[b]!.push(sampleRow(last, temperature, opts.topK, rnd));
+          rows[b]!.push(sampleToken(last, sampling, rnd));
         }
       },
       finish: (): void => {
