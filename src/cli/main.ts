@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
-import { TesseraError } from '../errors.js';
+import { TesseraError, ValueError } from '../errors.js';
+import type { ExportType } from '../models/gguf.js';
+import { describeGGUFModel } from '../models/gguf.js';
+import { trainTokenizerCommand } from '../tokenizer/train.js';
+import { exportCheckpoint, formatGGUFInfo, generateFromGGUF } from './llm.js';
 import '../runtime/node_devices.js';
 import { listDevices } from '../runtime/registry.js';
 import { generateFromCheckpoint } from './generate.js';
@@ -48,22 +52,65 @@ program
 
 program
   .command('generate')
-  .description('sample text from a checkpoint written by `tessera train`')
-  .requiredOption('--checkpoint <file>', 'checkpoint (.safetensors)')
+  .description('continue a prompt: with a GGUF model (llama or gpt2, its own tokenizer), or a checkpoint of `tessera train`')
+  .option('--model <file.gguf>', 'GGUF language model (llama.cpp format)')
+  .option('--checkpoint <file>', 'checkpoint (.safetensors) written by `tessera train`')
   .option('--prompt <text>', 'text to continue', '\n')
-  .option('--length <n>', 'characters to generate', int, 200)
+  .option('--length <n>', 'characters to generate (--checkpoint)', int, 200)
+  .option('--max-tokens <n>', 'tokens to generate (--model)', int, 64)
   .option('--temperature <x>', 'sampling temperature (0: greedy)', num, 0.8)
+  .option('--top-k <n>', 'sample among the k most likely tokens', int)
+  .option('--top-p <x>', 'nucleus sampling threshold', num)
+  .option('--min-p <x>', 'drop tokens below min-p times the most likely', num)
+  .option('--repeat-penalty <x>', 'penalise tokens already seen (1: off)', num)
   .option('--seed <n>', 'sampling seed', int, 0)
+  .option('--stream', 'print tokens as they are generated (--model)')
   .option('--device <name>', 'device', 'cpu')
   .action(async (o) => {
+    if (o.model) {
+      const text = generateFromGGUF({ model: o.model, prompt: o.prompt, maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, seed: o.seed, stream: o.stream, device: o.device });
+      process.stdout.write(o.stream ? '\n' : text + '\n');
+      return;
+    }
+    if (!o.checkpoint) throw new ValueError('generate: give --model file.gguf or --checkpoint file.safetensors');
     process.stdout.write((await generateFromCheckpoint(o)) + '\n');
   });
 
 program
-  .command('info')
-  .description('list the devices found here with their limits and features, and what --device auto picks')
+  .command('export')
+  .description('export a checkpoint of `tessera train` to GGUF (llama.cpp) or safetensors')
+  .requiredOption('--checkpoint <file>', 'checkpoint (.safetensors) written by `tessera train`')
+  .requiredOption('--out <file>', 'output file')
+  .option('--format <name>', 'gguf or safetensors', 'gguf')
+  .option('--type <name>', 'GGUF storage of weight matrices: F32, F16, BF16, Q8_0', 'F32')
+  .action(async (o: { checkpoint: string; out: string; format: string; type: string }) => {
+    if (o.format !== 'gguf' && o.format !== 'safetensors') throw new ValueError(`export: --format must be gguf or safetensors, got '${o.format}'`);
+    if (!['F32', 'F16', 'BF16', 'Q8_0'].includes(o.type)) throw new ValueError(`export: --type must be F32, F16, BF16 or Q8_0, got '${o.type}'`);
+    console.log(`wrote ${await exportCheckpoint({ checkpoint: o.checkpoint, out: o.out, format: o.format, type: o.type as ExportType })}`);
+  });
+
+const tokenizerCmd = program.command('tokenizer').description('tokenizer tools');
+tokenizerCmd
+  .command('train')
+  .description('learn a byte-level BPE vocabulary (GPT-2 style; llama.cpp understands it) from a text corpus')
+  .requiredOption('--input <file>', 'training text (UTF-8)')
+  .requiredOption('--vocab-size <n>', 'vocabulary size (256 bytes + merges + special tokens)', int)
+  .requiredOption('--out <dir>', 'directory for vocab.json, merges.txt, tokenizer.json')
+  .option('--min-frequency <n>', 'fewest occurrences of a merged pair', int)
+  .action(async (o: { input: string; vocabSize: number; out: string; minFrequency?: number }) => {
+    const s = await trainTokenizerCommand({ input: o.input, vocabSize: o.vocabSize, out: o.out, minFrequency: o.minFrequency });
+    for (const l of s.lines) console.log(l);
+  });
+
+program
+  .command('info [file]')
+  .description('without a file: the devices found here with their limits and features, and what --device auto picks; with a .gguf file: its architecture, parameters, tensor types and memory needed')
   .option('--json', 'print JSON')
-  .action((o: { json?: boolean }) => {
+  .action((file: string | undefined, o: { json?: boolean }) => {
+    if (file) {
+      console.log(o.json ? JSON.stringify(describeGGUFModel(file), null, 2) : formatGGUFInfo(file));
+      return;
+    }
     const r = probeDevices();
     console.log(o.json ? JSON.stringify(r, null, 2) : formatDeviceReport(r));
   });

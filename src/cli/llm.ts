@@ -1,0 +1,131 @@
+import { ValueError } from '../errors.js';
+import { loadCheckpoint } from '../io/checkpoint.js';
+import { CharTokenizer } from '../io/char_tokenizer.js';
+import type { ExportType } from '../models/gguf.js';
+import { describeGGUFModel, exportGGUF, loadGGUFModel } from '../models/gguf.js';
+import { GPT } from '../nn/gpt.js';
+import type { GPTConfig } from '../nn/gpt.js';
+import { setDefaultDevice } from '../runtime/registry.js';
+import { tensor } from '../tensor/tensor.js';
+import { CharTokenizerAdapter } from '../tokenizer/char.js';
+import { saveSafetensors } from '../io/safetensors.js';
+
+/** Options of `tessera generate --model file.gguf`. */
+export interface GenerateModelOptions {
+  model: string;
+  prompt: string;
+  maxTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  seed: number;
+  stream?: boolean;
+  device: string;
+  /** Where streamed text goes (default stdout). */
+  write?: (s: string) => void;
+}
+
+/**
+ * Continue `prompt` with a GGUF model (llama or gpt2) and its own tokenizer. With `stream`, text is
+ * written as tokens arrive (bytes of a character split across tokens are held until complete).
+ * Returns the generated text.
+ */
+export function generateFromGGUF(o: GenerateModelOptions): string {
+  setDefaultDevice(o.device);
+  const m = loadGGUFModel(o.model, { device: o.device });
+  const tok = m.tokenizer;
+  if (!tok) throw new ValueError(`${o.model}: the file carries no tokenizer (tokenizer.ggml.* metadata), so text cannot be encoded`);
+  const ids = tok.encode(o.prompt);
+  if (ids.length === 0) throw new ValueError('generate: the prompt encodes to no tokens');
+  const write = o.write ?? ((s: string) => process.stdout.write(s));
+  const out: number[] = [];
+  let shown = '';
+  const emit = () => {
+    const text = tok.decode(out);
+    // Hold back an incomplete trailing character (U+FFFD from a split multi-byte sequence).
+    const safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
+    if (safe.length > shown.length) {
+      write(safe.slice(shown.length));
+      shown = safe;
+    }
+  };
+  const stop = tok.eosId !== undefined ? [tok.eosId] : [];
+  if (m.arch === 'llama') {
+    const gen = m.model.generate([ids], {
+      maxNewTokens: o.maxTokens,
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      minP: o.minP,
+      repetitionPenalty: o.repeatPenalty,
+      seed: o.seed,
+      stopTokens: stop,
+      onToken: o.stream
+        ? (id) => {
+            if (stop.includes(id)) return;
+            out.push(id);
+            emit();
+          }
+        : undefined,
+    })[0]!;
+    if (!o.stream) out.push(...gen);
+  } else {
+    const all = m.model.generate(tensor(ids, { dtype: 'i32', shape: [1, ids.length], device: o.device }), o.maxTokens, { temperature: o.temperature, topK: o.topK, seed: o.seed });
+    const gen = Array.from(all.dataSync()).slice(ids.length);
+    const cut = gen.findIndex((t) => stop.includes(t));
+    out.push(...(cut >= 0 ? gen.slice(0, cut) : gen));
+    if (o.stream) emit();
+  }
+  const text = tok.decode(out);
+  if (o.stream && text.length > shown.length) write(text.slice(shown.length));
+  return text;
+}
+
+/** `tessera info file.gguf`: a readable description. */
+export function formatGGUFInfo(path: string): string {
+  const i = describeGGUFModel(path);
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  return [
+    `${i.file}: ${i.architecture}${i.name ? ` (${i.name})` : ''}`,
+    `  parameters: ${i.parameters.toLocaleString('en-US')}`,
+    `  tensor types: ${Object.entries(i.tensorTypes).map(([t, n]) => `${t} x${n}`).join(', ')}`,
+    `  file: ${mib(i.fileBytes)}; weights once loaded (f32): ${mib(i.loadedBytes)}`,
+    i.contextLength !== undefined ? `  context: ${i.contextLength} tokens; KV cache for one full sequence: ${mib(i.kvCacheBytes ?? 0)}` : '',
+    `  tokenizer: ${i.tokenizer ?? 'none'}${i.vocabSize !== undefined ? ` (${i.vocabSize} tokens)` : ''}`,
+  ]
+    .filter((l) => l)
+    .join('\n');
+}
+
+/** Options of `tessera export`. */
+export interface ExportOptions {
+  checkpoint: string;
+  out: string;
+  format: 'gguf' | 'safetensors';
+  type: ExportType;
+}
+
+/**
+ * Export a checkpoint written by `tessera train` (GPT-2 architecture, character tokenizer) to GGUF
+ * (llama.cpp's gpt2 names and metadata, the tokenizer as a 'llama' single-character vocabulary) or to
+ * safetensors with Hugging Face-style GPT-2 metadata.
+ */
+export async function exportCheckpoint(o: ExportOptions): Promise<string> {
+  const ck = await loadCheckpoint(o.checkpoint);
+  for (const t of Object.values(ck.tensors)) t.dispose();
+  const md = ck.metadata;
+  if (md.format !== 'tessera-gpt' || !md.config || !md.tokenizer) throw new ValueError(`${o.checkpoint}: not a checkpoint written by 'tessera train' (metadata 'format', 'config' or 'tokenizer' missing)`);
+  const config = JSON.parse(md.config) as GPTConfig;
+  const model = new GPT(config);
+  await loadCheckpoint(o.checkpoint, model);
+  const tokenizer = new CharTokenizerAdapter(CharTokenizer.fromJSON(md.tokenizer));
+  if (o.format === 'gguf') {
+    await exportGGUF(o.out, { arch: 'gpt2', model }, { type: o.type, tokenizer, name: 'tessera-gpt2-char' });
+  } else {
+    const tensors = Object.fromEntries(model.namedParameters().map(([k, p]) => [`transformer.${k}`, { dtype: 'f32' as const, shape: p.shape, data: Float32Array.from(p.dataSync()) }]));
+    await saveSafetensors(o.out, tensors, { format: 'pt', config: JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: config.nEmbd, n_head: config.nHead, n_layer: config.nLayer, n_positions: config.blockSize, vocab_size: config.vocabSize }), tokenizer: md.tokenizer });
+  }
+  return o.out;
+}
