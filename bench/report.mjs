@@ -31,6 +31,7 @@ const peak = readResult('peak.json');
 const mm = readResult('matmul.json');
 const gpt = readResult('gpt_step.json');
 const wg = readResult('webgpu_matmul.json');
+const llm = readResult('llm_decode.json');
 const runInfo = readResult('run.json');
 const setupLog = existsSync(join(RESULTS_DIR, 'setup.log'))
   ? readFileSync(join(RESULTS_DIR, 'setup.log'), 'utf8')
@@ -685,5 +686,26 @@ if (setupLog) {
 }
 
 mkdirSync(dirname(out), { recursive: true });
+
+// ---- LLM prefill and decode (bench/llm_decode.mjs) ----
+if (llm?.rows?.length) {
+  p('', '## LLM prefill and decode against llama.cpp', '');
+  p(`Command: ${code(llm.command ?? 'node bench/llm_decode.mjs')} (${llm.date}).`, '');
+  const mdl = llm.model ?? {};
+  p(
+    `Model: a random-weight Llama of ${mdl.parameters?.toLocaleString?.('en-US') ?? '?'} parameters, the same GGUF file in both (exported by Tessera; llama.cpp via node-llama-cpp, CPU binary, f16 KV cache). ` +
+      'Tessera expands every storage type to f32 on load, so its F16 and Q8_0 rows run the f32 model. ' +
+      `Bandwidth bound: tokens/s ≤ ${llm.bandwidth?.gbs ?? "?"} GB/s (${llm.bandwidth?.source ?? "assumed"}) ÷ weight bytes read per token. † = measured while other processes used the machine (2-thread llama.cpp figures collapse then: its threads spin).`,
+    '',
+  );
+  p('| type | threads | Tessera prefill tok/s | llama.cpp prefill tok/s | Tessera decode tok/s | llama.cpp decode tok/s | decode Tessera / llama.cpp | Tessera % of bound | llama.cpp % of bound | greedy tokens equal |');
+  p('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const f1 = (v) => (typeof v === 'number' ? v.toFixed(1) : 'n/a');
+  for (const r of llm.rows) {
+    const d = r.disturbed?.tessera || r.disturbed?.llama_cpp ? ' †' : '';
+    p(`| ${r.type} | ${r.threads} | ${f1(r.tessera_prefill_tokens_per_s)} | ${f1(r.llama_cpp_prefill_tokens_per_s)} | ${f1(r.tessera_decode_tokens_per_s)} | ${f1(r.llama_cpp_decode_tokens_per_s)} | ${typeof r.decode_ratio === 'number' ? r.decode_ratio.toFixed(2) + 'x' : 'n/a'}${d} | ${f1(r.tessera_pct_of_bound)}% | ${f1(r.llama_cpp_pct_of_bound)}% | ${r.greedy_tokens_agree ?? ''} |`);
+  }
+  p('');
+}
 writeFileSync(out, L.join('\n'));
 console.log(`wrote ${out}`);

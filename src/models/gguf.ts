@@ -14,6 +14,7 @@ import { GPT } from '../nn/gpt.js';
 import type { LlamaConfig } from '../nn/llama.js';
 import { Llama } from '../nn/llama.js';
 import type { Module } from '../nn/module.js';
+import { getDefaultDevice, setDefaultDevice } from '../runtime/registry.js';
 import { noGrad } from '../tensor/context.js';
 import { realize, tensor } from '../tensor/tensor.js';
 import { tokenizerFromGGUFMetadata, toGGUFMetadata } from '../tokenizer/gguf.js';
@@ -149,10 +150,16 @@ export function loadGGUFModel(path: string, opts: { device?: string } = {}): Loa
   try {
     const arch = str(f, 'general.architecture');
     if (arch === undefined) throw new FormatError(`${path}: metadata key 'general.architecture' is missing`);
+    if (arch !== 'llama' && arch !== 'gpt2') throw new FormatError(`${path}: architecture '${arch}' is not supported (llama, gpt2)`);
+    // Modules create their parameters on the default device: build the model on the requested one.
+    const prev = getDefaultDevice();
     let lm: LanguageModel;
-    if (arch === 'llama') lm = { arch, model: new Llama(llamaConfigOf(f)) };
-    else if (arch === 'gpt2') lm = { arch, model: gpt2Model(f) };
-    else throw new FormatError(`${path}: architecture '${arch}' is not supported (llama, gpt2)`);
+    try {
+      if (opts.device) setDefaultDevice(opts.device);
+      lm = arch === 'llama' ? { arch, model: new Llama(llamaConfigOf(f)) } : { arch, model: gpt2Model(f) };
+    } finally {
+      setDefaultDevice(prev);
+    }
     loadWeights(f, lm.arch, lm.model, opts.device);
     const tokenizer = f.metadata.has('tokenizer.ggml.model') ? tokenizerFromGGUFMetadata(f.metadata, path) : undefined;
     return { ...lm, tokenizer, file: path, name: str(f, 'general.name') };

@@ -65,6 +65,9 @@ describe('GGUF models', () => {
     await exportGGUF(path, { arch: 'gpt2', model: m });
     const loaded = loadGGUFModel(path);
     expect(loaded.arch).toBe('gpt2');
+    // A device other than the default: parameters are created there.
+    const onCpu = loadGGUFModel(path, { device: 'cpu' });
+    expect(onCpu.model.parameters().every((p) => p.device === 'cpu')).toBe(true);
     expect(logitsOf(loaded.model)).toEqual(logitsOf(m));
     expect(loaded.tokenizer).toBeUndefined();
   });
