@@ -5,8 +5,7 @@ import type { ExportType } from '../models/gguf.js';
 import { describeGGUFModel, exportGGUF, loadGGUFModel } from '../models/gguf.js';
 import { GPT } from '../nn/gpt.js';
 import type { GPTConfig } from '../nn/gpt.js';
-import { setDefaultDevice } from '../runtime/registry.js';
-import { tensor } from '../tensor/tensor.js';
+import { generateText } from '../models/textgen.js';
 import { CharTokenizerAdapter } from '../tokenizer/char.js';
 import { saveSafetensors } from '../io/safetensors.js';
 
@@ -21,6 +20,8 @@ export interface GenerateModelOptions {
   minP?: number;
   repeatPenalty?: number;
   seed: number;
+  /** Stop strings (the text ends before the first one). */
+  stop?: readonly string[];
   stream?: boolean;
   device: string;
   /** Where streamed text goes (default stdout). */
@@ -28,59 +29,24 @@ export interface GenerateModelOptions {
 }
 
 /**
- * Continue `prompt` with a GGUF model (llama or gpt2) and its own tokenizer. With `stream`, text is
- * written as tokens arrive (bytes of a character split across tokens are held until complete).
- * Returns the generated text.
+ * Continue `prompt` with a GGUF model (llama or gpt2) and its own tokenizer; with `stream`, text is
+ * written as it is generated. Returns the generated text.
  */
 export function generateFromGGUF(o: GenerateModelOptions): string {
-  setDefaultDevice(o.device);
   const m = loadGGUFModel(o.model, { device: o.device });
-  const tok = m.tokenizer;
-  if (!tok) throw new ValueError(`${o.model}: the file carries no tokenizer (tokenizer.ggml.* metadata), so text cannot be encoded`);
-  const ids = tok.encode(o.prompt);
-  if (ids.length === 0) throw new ValueError('generate: the prompt encodes to no tokens');
+  if (!m.tokenizer) throw new ValueError(`${o.model}: the file carries no tokenizer (tokenizer.ggml.* metadata), so text cannot be encoded`);
   const write = o.write ?? ((s: string) => process.stdout.write(s));
-  const out: number[] = [];
-  let shown = '';
-  const emit = () => {
-    const text = tok.decode(out);
-    // Hold back an incomplete trailing character (U+FFFD from a split multi-byte sequence).
-    const safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
-    if (safe.length > shown.length) {
-      write(safe.slice(shown.length));
-      shown = safe;
-    }
-  };
-  const stop = tok.eosId !== undefined ? [tok.eosId] : [];
-  if (m.arch === 'llama') {
-    const gen = m.model.generate([ids], {
-      maxNewTokens: o.maxTokens,
-      temperature: o.temperature,
-      topK: o.topK,
-      topP: o.topP,
-      minP: o.minP,
-      repetitionPenalty: o.repeatPenalty,
-      seed: o.seed,
-      stopTokens: stop,
-      onToken: o.stream
-        ? (id) => {
-            if (stop.includes(id)) return;
-            out.push(id);
-            emit();
-          }
-        : undefined,
-    })[0]!;
-    if (!o.stream) out.push(...gen);
-  } else {
-    const all = m.model.generate(tensor(ids, { dtype: 'i32', shape: [1, ids.length], device: o.device }), o.maxTokens, { temperature: o.temperature, topK: o.topK, seed: o.seed });
-    const gen = Array.from(all.dataSync()).slice(ids.length);
-    const cut = gen.findIndex((t) => stop.includes(t));
-    out.push(...(cut >= 0 ? gen.slice(0, cut) : gen));
-    if (o.stream) emit();
-  }
-  const text = tok.decode(out);
-  if (o.stream && text.length > shown.length) write(text.slice(shown.length));
-  return text;
+  return generateText(m, m.tokenizer, o.prompt, {
+    maxTokens: o.maxTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    minP: o.minP,
+    repetitionPenalty: o.repeatPenalty,
+    seed: o.seed,
+    stop: o.stop,
+    onText: o.stream ? write : undefined,
+  }).text;
 }
 
 /** `tessera info file.gguf`: a readable description. */

@@ -64,11 +64,12 @@ program
   .option('--min-p <x>', 'drop tokens below min-p times the most likely', num)
   .option('--repeat-penalty <x>', 'penalise tokens already seen (1: off)', num)
   .option('--seed <n>', 'sampling seed', int, 0)
+  .option('--stop <text...>', 'stop strings (--model): the text ends before the first one')
   .option('--stream', 'print tokens as they are generated (--model)')
   .option('--device <name>', 'device', 'cpu')
   .action(async (o) => {
     if (o.model) {
-      const text = generateFromGGUF({ model: o.model, prompt: o.prompt, maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, seed: o.seed, stream: o.stream, device: o.device });
+      const text = generateFromGGUF({ model: o.model, prompt: o.prompt, maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, minP: o.minP, repeatPenalty: o.repeatPenalty, seed: o.seed, stop: o.stop, stream: o.stream, device: o.device });
       process.stdout.write(o.stream ? '\n' : text + '\n');
       return;
     }

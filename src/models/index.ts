@@ -6,3 +6,7 @@
 import '../runtime/node_devices.js';
 export { loadGGUFModel, exportGGUF, describeGGUFModel } from './gguf.js';
 export type { LanguageModel, LoadedModel, ExportType, ExportGGUFOptions, GGUFModelInfo } from './gguf.js';
+export { generateText } from './textgen.js';
+export type { GenerateTextOptions, GeneratedText } from './textgen.js';
+export { loadHFModel, saveHFModel, permuteRotaryRows } from './hf.js';
+export type { LoadedHFModel, LoadHFOptions, SaveHFOptions } from './hf.js';
