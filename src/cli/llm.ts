@@ -1,10 +1,7 @@
 import { ValueError } from '../errors.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
-import { CharTokenizer } from '../io/char_tokenizer.js';
 import type { ExportType } from '../models/gguf.js';
 import { describeGGUFModel, exportGGUF, loadGGUFModel } from '../models/gguf.js';
-import { GPT } from '../nn/gpt.js';
-import type { GPTConfig } from '../nn/gpt.js';
+import { loadTrainedCheckpoint } from './generate.js';
 import { generateText } from '../models/textgen.js';
 import { CharTokenizerAdapter } from '../tokenizer/char.js';
 import { saveSafetensors } from '../io/safetensors.js';
@@ -74,24 +71,19 @@ export interface ExportOptions {
 }
 
 /**
- * Export a checkpoint written by `tessera train` (GPT-2 architecture, character tokenizer) to GGUF
- * (llama.cpp's gpt2 names and metadata, the tokenizer as a 'llama' single-character vocabulary) or to
- * safetensors with Hugging Face-style GPT-2 metadata.
+ * Export a checkpoint written by `tessera train` (gpt2 or llama architecture, character tokenizer) to
+ * GGUF (llama.cpp's names and metadata; the tokenizer as a 'llama' single-character vocabulary) or to
+ * safetensors (Tessera's parameter names; architecture, config and tokenizer in the metadata).
  */
 export async function exportCheckpoint(o: ExportOptions): Promise<string> {
-  const ck = await loadCheckpoint(o.checkpoint);
-  for (const t of Object.values(ck.tensors)) t.dispose();
-  const md = ck.metadata;
-  if (md.format !== 'tessera-gpt' || !md.config || !md.tokenizer) throw new ValueError(`${o.checkpoint}: not a checkpoint written by 'tessera train' (metadata 'format', 'config' or 'tokenizer' missing)`);
-  const config = JSON.parse(md.config) as GPTConfig;
-  const model = new GPT(config);
-  await loadCheckpoint(o.checkpoint, model);
-  const tokenizer = new CharTokenizerAdapter(CharTokenizer.fromJSON(md.tokenizer));
+  const { lm, tok } = await loadTrainedCheckpoint(o.checkpoint);
+  const tokenizer = new CharTokenizerAdapter(tok);
   if (o.format === 'gguf') {
-    await exportGGUF(o.out, { arch: 'gpt2', model }, { type: o.type, tokenizer, name: 'tessera-gpt2-char' });
-  } else {
-    const tensors = Object.fromEntries(model.namedParameters().map(([k, p]) => [`transformer.${k}`, { dtype: 'f32' as const, shape: p.shape, data: Float32Array.from(p.dataSync()) }]));
-    await saveSafetensors(o.out, tensors, { format: 'pt', config: JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: config.nEmbd, n_head: config.nHead, n_layer: config.nLayer, n_positions: config.blockSize, vocab_size: config.vocabSize }), tokenizer: md.tokenizer });
+    await exportGGUF(o.out, lm, { type: o.type, tokenizer, name: `tessera-${lm.arch}-char` });
+    return o.out;
   }
+  const params = lm.model.namedParameters();
+  const tensors = Object.fromEntries(params.map(([k, p]) => [k, { dtype: 'f32' as const, shape: p.shape, data: Float32Array.from(p.dataSync()) }]));
+  await saveSafetensors(o.out, tensors, { format: 'pt', tessera_arch: lm.arch, tessera_config: JSON.stringify(lm.model.config), tokenizer: tok.toJSON() });
   return o.out;
 }

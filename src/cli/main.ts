@@ -45,6 +45,8 @@ program
   .option('--eval-batches <n>', 'batches per validation', int, d.evalBatches)
   .option('--out <file>', 'checkpoint path', d.out)
   .option('--sample-length <n>', 'characters to sample at the end', int, d.sampleLength)
+  .option('--arch <name>', 'gpt2 or llama', d.arch)
+  .option('--kv-heads <n>', 'llama: key/value heads (grouped-query attention)', int)
   .option('--plain', 'log lines instead of a progress bar')
   .action(async (o) => {
     await train(o);

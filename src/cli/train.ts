@@ -7,6 +7,11 @@ import { saveCheckpoint } from '../io/checkpoint.js';
 import { GPT } from '../nn/gpt.js';
 import { setDefaultDevice } from '../runtime/registry.js';
 import type { GPTConfig } from '../nn/gpt.js';
+import { Llama } from '../nn/llama.js';
+import type { LlamaConfig } from '../nn/llama.js';
+import type { LanguageModel } from '../models/gguf.js';
+import { generateText } from '../models/textgen.js';
+import { CharTokenizerAdapter } from '../tokenizer/char.js';
 import { AdamW } from '../optim/adamw.js';
 import { clipGradNorm } from '../optim/clip.js';
 import { cosineWithWarmup, LRScheduler } from '../optim/schedule.js';
@@ -37,6 +42,10 @@ export interface TrainOptions {
   sampleLength: number;
   /** Print plain log lines instead of a progress bar (default when stdout is not a terminal). */
   plain?: boolean;
+  /** Architecture: GPT-2 (learned positions, LayerNorm, GELU) or Llama (RoPE, RMSNorm, SwiGLU). */
+  arch: 'gpt2' | 'llama';
+  /** Llama key/value heads (grouped-query attention; default: --heads). */
+  kvHeads?: number;
 }
 
 export const defaultTrainOptions: TrainOptions = {
@@ -54,6 +63,7 @@ export const defaultTrainOptions: TrainOptions = {
   evalBatches: 8,
   out: 'checkpoints/gpt-moby.safetensors',
   sampleLength: 300,
+  arch: 'gpt2',
 };
 
 export interface TrainResult {
@@ -72,6 +82,10 @@ function validate(o: TrainOptions): void {
   if (!(o.lr > 0)) throw new ValueError(`--lr must be positive, got ${o.lr}`);
   if (o.embd % o.heads !== 0) throw new ValueError(`--embd (${o.embd}) must be divisible by --heads (${o.heads})`);
   if (!(o.dropout >= 0 && o.dropout < 1)) throw new ValueError(`--dropout must be in [0, 1), got ${o.dropout}`);
+  if (o.arch !== 'gpt2' && o.arch !== 'llama') throw new ValueError(`--arch must be gpt2 or llama, got '${o.arch}'`);
+  if (o.arch === 'llama' && o.dropout > 0) throw new ValueError('--dropout: the llama architecture has no dropout');
+  if (o.kvHeads !== undefined && (!Number.isInteger(o.kvHeads) || o.kvHeads <= 0 || o.heads % o.kvHeads !== 0))
+    throw new ValueError(`--kv-heads must be a positive divisor of --heads (${o.heads}), got ${o.kvHeads}`);
 }
 
 /**
@@ -89,11 +103,24 @@ export async function train(opts: Partial<TrainOptions> = {}, log: (line: string
   const split = Math.floor(ids.length * 0.9);
   const trainData = new TokenBatcher(ids.subarray(0, split), o.block, o.batch, o.seed);
   const valData = new TokenBatcher(ids.subarray(split), o.block, o.batch, o.seed + 1);
-  const config: GPTConfig = { vocabSize: tok.vocabSize, blockSize: o.block, nLayer: o.layers, nHead: o.heads, nEmbd: o.embd, dropout: o.dropout };
-  const model = (setDefaultDevice(o.device), new GPT(config));
+  setDefaultDevice(o.device);
+  let lm: LanguageModel;
+  let config: GPTConfig | LlamaConfig;
+  if (o.arch === 'llama') {
+    // SwiGLU width: 8/3 of the model width (so the parameter count matches a 4x MLP), rounded to 32.
+    const hiddenDim = Math.max(32, Math.round((8 * o.embd) / 3 / 32) * 32);
+    const c: LlamaConfig = { vocabSize: tok.vocabSize, dim: o.embd, nLayer: o.layers, nHead: o.heads, nKVHead: o.kvHeads ?? o.heads, hiddenDim, maxSeqLen: o.block };
+    lm = { arch: 'llama', model: new Llama(c) };
+    config = c;
+  } else {
+    const c: GPTConfig = { vocabSize: tok.vocabSize, blockSize: o.block, nLayer: o.layers, nHead: o.heads, nEmbd: o.embd, dropout: o.dropout };
+    lm = { arch: 'gpt2', model: new GPT(c) };
+    config = c;
+  }
+  const model = lm.model;
   const opt = new AdamW(model.parameters(), { lr: o.lr, weightDecay: 0.01 });
   const sched = new LRScheduler(opt, cosineWithWarmup({ warmupSteps: Math.min(50, Math.floor(o.steps / 10)), totalSteps: o.steps, minLrRatio: 0.1 }));
-  log(`tessera train: ${text.length.toLocaleString()} characters, vocab ${tok.vocabSize}, ${model.numParameters().toLocaleString()} parameters, device ${o.device}`);
+  log(`tessera train: ${o.arch}, ${text.length.toLocaleString()} characters, vocab ${tok.vocabSize}, ${model.numParameters().toLocaleString()} parameters, device ${o.device}`);
 
   const batchTensors = (b: { x: Int32Array; y: Int32Array }) => [
     tensor(b.x, { dtype: 'i32', shape: [o.batch, o.block], device: o.device }),
@@ -156,18 +183,24 @@ export async function train(opts: Partial<TrainOptions> = {}, log: (line: string
   bar?.stop();
   const seconds = (performance.now() - t0) / 1000;
   const tokensPerSecond = (o.steps * o.batch * o.block) / seconds;
-  await saveCheckpoint(o.out, model, { format: 'tessera-gpt', config: JSON.stringify(config), tokenizer: tok.toJSON() });
+  await saveCheckpoint(o.out, model, { format: o.arch === 'llama' ? 'tessera-llama' : 'tessera-gpt', config: JSON.stringify(config), tokenizer: tok.toJSON() });
   log(`trained ${o.steps} steps in ${seconds.toFixed(1)} s (${Math.round(tokensPerSecond)} tok/s): loss ${firstLoss.toFixed(3)} -> ${lossValue.toFixed(3)}, val ${valLoss.toFixed(3)}`);
   log(`checkpoint: ${o.out}`);
-  const sample = sampleText(model, tok, '\n', o.sampleLength, o.device, o.seed);
+  const sample = sampleText(lm, tok, '\n', o.sampleLength, o.device, o.seed);
   log(`--- sample ---\n${sample}\n--------------`);
   return { firstLoss, finalLoss: lossValue, valLoss, tokensPerSecond, sample, checkpoint: o.out };
 }
 
-/** Continue `prompt` by `length` characters sampled from `model` (temperature 0.8, top-k 20). */
-export function sampleText(model: GPT, tok: CharTokenizer, prompt: string, length: number, device: string, seed: number, temperature = 0.8): string {
+/** Continue `prompt` by `length` characters sampled from the model (temperature 0.8, top-k 20); returns prompt + continuation. */
+export function sampleText(lm: LanguageModel, tok: CharTokenizer, prompt: string, length: number, device: string, seed: number, temperature = 0.8): string {
+  const start = prompt.length ? prompt : '\n';
+  if (lm.arch === 'llama') {
+    const r = generateText(lm, new CharTokenizerAdapter(tok), start, { maxTokens: Math.min(length, lm.model.config.maxSeqLen - tok.encode(start).length), temperature, topK: 20, seed });
+    return start + r.text;
+  }
+  const model = lm.model;
   model.eval();
-  const ids = tok.encode(prompt.length ? prompt : '\n');
+  const ids = tok.encode(start);
   const idx = tensor(Int32Array.from(ids), { dtype: 'i32', shape: [1, ids.length], device });
   const out = noGrad(() => model.generate(idx, length, { temperature, topK: 20, seed }));
   const all = Array.from(out.dataSync());

@@ -17,6 +17,24 @@ beforeAll(() => {
 });
 
 describe('tessera CLI', () => {
+  it('trains a Llama-architecture model, exports it to GGUF (Q8_0), describes it and generates from it with a stop string', () => {
+    const ck = join(out, 'llama.safetensors');
+    const gguf = join(out, 'llama.gguf');
+    const run = (args: string[]) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8' });
+    const log = run(['train', '--arch', 'llama', '--kv-heads', '1', '--steps', '4', '--batch', '2', '--block', '32', '--layers', '1', '--embd', '32', '--heads', '2', '--eval-interval', '4', '--eval-batches', '1', '--sample-length', '10', '--out', ck, '--plain']);
+    expect(log).toMatch(/tessera train: llama, /);
+    expect(log).toMatch(/--- sample ---/);
+    expect(run(['export', '--checkpoint', ck, '--out', gguf, '--type', 'Q8_0'])).toMatch(/wrote .*llama\.gguf/);
+    const info = run(['info', gguf]);
+    expect(info).toMatch(/llama \(tessera-llama-char\)/);
+    expect(info).toMatch(/tensor types: .*Q8_0/);
+    const full = run(['generate', '--model', gguf, '--prompt', 'The', '--max-tokens', '12', '--temperature', '0']).replace(/\n$/, '');
+    expect(full.length).toBeGreaterThan(0);
+    const stop = full.slice(3, 5);
+    const cut = run(['generate', '--model', gguf, '--prompt', 'The', '--max-tokens', '12', '--temperature', '0', '--stop', stop, '--stream']).replace(/\n$/, '');
+    expect(cut).toBe(full.slice(0, full.indexOf(stop)));
+  });
+
   it('trains a small GPT on Moby Dick, saves a checkpoint, and samples from it', async () => {
     const ck = join(out, 'gpt.safetensors');
     const args = ['train', '--steps', '6', '--batch', '2', '--block', '16', '--layers', '1', '--embd', '32', '--heads', '2'];
@@ -24,7 +42,7 @@ describe('tessera CLI', () => {
       cwd: root,
       encoding: 'utf8',
     });
-    expect(log).toMatch(/tessera train: 1,\d{3},\d{3} characters, vocab \d+/);
+    expect(log).toMatch(/tessera train: gpt2, 1,\d{3},\d{3} characters, vocab \d+/);
     expect(log).toMatch(/step 6\/6: train loss \d+\.\d+, val loss \d+\.\d+/);
     expect(log).toMatch(/--- sample ---/);
     const { tensors, metadata } = await loadSafetensors(ck);
