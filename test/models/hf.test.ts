@@ -5,8 +5,8 @@
  * plain-JS forward pass with rotate_half rotary embeddings, reading the file's tensors, matches the
  * Tessera model's logits, and for one head the rotate_half rotation of x·W_q,hfᵀ equals the adjacent-pair
  * rotation of x·W_q,tesseraᵀ up to the closed-form row permutation. Loading gives identical logits (F32),
- * also from shards; F16 within 2e-2 and BF16 within 6e-2 absolute on logits (the storage rounding of
- * weights ~N(0, 0.02) and norms ~1). GPT-2: Conv1D weights are stored transposed; old checkpoints'
+ * also from shards; F16 within 1e-3 and BF16 within 1e-2 absolute on logits of magnitude ≤ 0.3 (observed
+ * 1.1e-4 and 1.2e-3: the storage rounding, 2^-11 and 2^-8 relative, of weights ~N(0, 0.02) and norms ~1). GPT-2: Conv1D weights are stored transposed; old checkpoints'
  * mask buffers and un-prefixed names load. Every misfit gives a FormatError naming the file and the key
  * or tensor.
  */
@@ -68,7 +68,6 @@ function writeCheckpoint(dir: string, config: unknown, tensors: Record<string, H
  */
 function hfLlamaLogits(w: Record<string, HostTensor>, c: Required<Omit<LlamaConfig, 'ropeScaling'>>, tokens: number[]): number[] {
   const W = (n: string) => Array.from(w[n]!.data as Float32Array);
-  const T = tokens.length;
   const D = c.dim;
   const H = c.nHead;
   const KV = c.nKVHead;
@@ -223,7 +222,8 @@ describe('Hugging Face models', () => {
     for (const [n, t] of Object.entries(w)) old[n.replace(/^transformer\./, '')] = t;
     old['h.0.attn.bias'] = { dtype: 'f32', shape: [1, 1, 16, 16], data: new Float32Array(256) };
     old['h.0.attn.masked_bias'] = { dtype: 'f32', shape: [], data: new Float32Array([-1e4]) };
-    const { n_positions: _np, ...oldCfg } = cfg;
+    const oldCfg = { ...cfg };
+    delete oldCfg['n_positions'];
     writeCheckpoint(join(root, 'gpt2-old'), oldCfg, old);
     expect(logitsOf(loadHFModel(join(root, 'gpt2-old')).model)).toEqual(want);
   });
@@ -253,10 +253,10 @@ describe('Hugging Face models', () => {
     expect(() => loadHFModel(dir)).toThrow(/model-00002-of-00002\.safetensors: tensor 'model\.extra\.weight'.*missing/);
   });
 
-  it('F16 and BF16 weights load as f32 within tolerance (F16 2e-2, BF16 6e-2 on logits)', async () => {
+  it('F16 and BF16 weights load as f32 within tolerance (F16 1e-3, BF16 1e-2 on logits)', async () => {
     const m = llama();
     const want = logitsOf(m);
-    for (const [dtype, atol, st] of [['f16', 2e-2, 'float16'], ['bf16', 6e-2, 'bfloat16']] as const) {
+    for (const [dtype, atol, st] of [['f16', 1e-3, 'float16'], ['bf16', 1e-2, 'bfloat16']] as const) {
       const dir = join(root, `llama-${dtype}`);
       await saveHFModel(dir, { arch: 'llama', model: m }, { dtype });
       const w = readST(join(dir, 'model.safetensors'));
