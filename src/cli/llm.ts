@@ -3,6 +3,12 @@ import type { ExportType } from '../models/gguf.js';
 import { describeGGUFModel, exportGGUF, loadGGUFModel } from '../models/gguf.js';
 import { loadTrainedCheckpoint } from './generate.js';
 import { generateText } from '../models/textgen.js';
+import { loadHFModel } from '../models/hf.js';
+import type { LanguageModel } from '../models/gguf.js';
+import { ByteLevelBPE } from '../tokenizer/byte_level.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { CharTokenizerAdapter } from '../tokenizer/char.js';
 import { saveSafetensors } from '../io/safetensors.js';
 
@@ -30,8 +36,8 @@ export interface GenerateModelOptions {
  * written as it is generated. Returns the generated text.
  */
 export function generateFromGGUF(o: GenerateModelOptions): string {
-  const m = loadGGUFModel(o.model, { device: o.device });
-  if (!m.tokenizer) throw new ValueError(`${o.model}: the file carries no tokenizer (tokenizer.ggml.* metadata), so text cannot be encoded`);
+  const m = loadAnyModel(o.model, o.device);
+  if (!m.tokenizer) throw new ValueError(`${o.model}: no tokenizer found (GGUF tokenizer.ggml.* metadata, or tokenizer.json beside a Hugging Face config.json), so text cannot be encoded`);
   const write = o.write ?? ((s: string) => process.stdout.write(s));
   return generateText(m, m.tokenizer, o.prompt, {
     maxTokens: o.maxTokens,
@@ -44,6 +50,14 @@ export function generateFromGGUF(o: GenerateModelOptions): string {
     stop: o.stop,
     onText: o.stream ? write : undefined,
   }).text;
+}
+
+/** A GGUF file, or a Hugging Face directory (config.json + safetensors, tokenizer.json when present). */
+function loadAnyModel(path: string, device: string): LanguageModel & { tokenizer: Tokenizer | undefined } {
+  if (!statSync(path, { throwIfNoEntry: false })?.isDirectory()) return loadGGUFModel(path, { device });
+  const m = loadHFModel(path, { device });
+  const tj = join(path, 'tokenizer.json');
+  return { ...m, tokenizer: existsSync(tj) ? ByteLevelBPE.fromTokenizerJSON(readFileSync(tj, 'utf8')) : undefined };
 }
 
 /** `tessera info file.gguf`: a readable description. */

@@ -55,7 +55,7 @@ program
 program
   .command('generate')
   .description('continue a prompt: with a GGUF model (llama or gpt2, its own tokenizer), or a checkpoint of `tessera train`')
-  .option('--model <file.gguf>', 'GGUF language model (llama.cpp format)')
+  .option('--model <path>', 'GGUF file (llama.cpp format) or Hugging Face directory (config.json + safetensors)')
   .option('--checkpoint <file>', 'checkpoint (.safetensors) written by `tessera train`')
   .option('--prompt <text>', 'text to continue', '\n')
   .option('--length <n>', 'characters to generate (--checkpoint)', int, 200)
