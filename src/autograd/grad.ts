@@ -1,6 +1,7 @@
 import { isFloat } from '../dtype.js';
 import type { LazyNode } from '../graph/node.js';
 import {
+  arangeNode,
   binaryNode,
   constNode,
   expandNode,
@@ -81,6 +82,17 @@ function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
       const hit = cast(binaryNode('CMPEQ', a!, expandNode(n, a!.shape)), a!);
       const count = reduceNode('SUM', hit, n.arg as number[]);
       return [mul(mul(hit, expandNode(unaryNode('RECIP', count), a!.shape)), expandNode(g, a!.shape))];
+    }
+    case 'GATHER': {
+      // d table[v, c] = Σ_s [indices[s] = v] · g[s, c]: a one-hot contraction (only built for training).
+      const [V, C] = a!.shape as [number, number];
+      const S = b!.shape;
+      const N = S.reduce((p, q) => p * q, 1);
+      const ids = expandNode(reshapeNode(b!.dtype === 'i32' ? b! : unaryNode('CAST', b!, 'i32'), [N, 1, 1]), [N, V, 1]);
+      const rows = expandNode(reshapeNode(arangeNode(V, 0, 1, 'i32'), [1, V, 1]), [N, V, 1]);
+      const onehot = expandNode(cast(binaryNode('CMPEQ', ids, rows), g), [N, V, C]);
+      const gs = expandNode(reshapeNode(g, [N, 1, C]), [N, V, C]);
+      return [reshapeNode(reduceNode('SUM', mul(onehot, gs), [0]), [V, C]), undefined];
     }
     case 'RESHAPE':
       return [reshapeNode(g, a!.shape)];

@@ -60,6 +60,7 @@ function refsOf(e: Expr | Operand): number[] {
   const x = e as Expr;
   if (x.k === 'alu') return x.src.flatMap(refsOf);
   if (x.k === 'cast') return refsOf(x.src);
+  if (x.k === 'gather') return refsOf(x.row);
   return [];
 }
 
@@ -74,6 +75,10 @@ function varsOfExpr(e: Expr): Set<string> {
     add(e.idx);
     if (e.k === 'load') e.valid.forEach((c) => add(c.e));
   } else if (e.k === 'valid') e.conds.forEach((c) => add(c.e));
+  else if (e.k === 'gather') {
+    add(e.col);
+    e.valid.forEach((c) => add(c.e));
+  }
   return out;
 }
 
@@ -173,6 +178,8 @@ export function substExpr(e: Expr, map: ReadonlyMap<string, IExpr>): Expr {
       return { ...e, idx: substitute(e.idx, map) };
     case 'valid':
       return { ...e, conds: e.conds.map(sc) };
+    case 'gather':
+      return { ...e, col: substitute(e.col, map), valid: e.valid.map(sc) };
     default:
       return e;
   }

@@ -19,6 +19,8 @@ export type Expr =
   /** Element `idx` of parameter `param`, or 0 where any validity condition fails (padding). */
   | { readonly k: 'load'; readonly param: number; readonly idx: IExpr; readonly valid: readonly ICond[] }
   | { readonly k: 'alu'; readonly op: ALUOp; readonly src: readonly Operand[] }
+  /** Element `row*cols + col` of parameter `param`, or 0 when `row` (a value) is outside [0, rows) or a condition fails. */
+  | { readonly k: 'gather'; readonly param: number; readonly row: Operand; readonly col: IExpr; readonly rows: number; readonly cols: number; readonly valid: readonly ICond[] }
   | { readonly k: 'cast'; readonly src: Operand; readonly from: DType }
   /** `start + idx*step` (ARANGE). */
   | { readonly k: 'index'; readonly idx: IExpr; readonly start: number; readonly step: number }
@@ -68,6 +70,8 @@ function exprText(e: Expr, params: readonly KernelParam[]): string {
       return `${params[e.param]!.name}[${render(e.idx)}]${e.valid.length ? ` if ${conds(e.valid)}` : ''}`;
     case 'alu':
       return `${e.op}(${e.src.map(opnd).join(', ')})`;
+    case 'gather':
+      return `${params[e.param]!.name}[${opnd(e.row)}, ${render(e.col)}] of ${e.rows}x${e.cols}${e.valid.length ? ` if ${conds(e.valid)}` : ''}`;
     case 'cast':
       return `cast<${e.from}>(${opnd(e.src)})`;
     case 'index':

@@ -143,6 +143,13 @@ export function lowerKernel(k: ScheduledKernel): KernelIR {
       case 'DETACH':
       case 'CONTIGUOUS':
         return lower(n.src[0]!, idx, valid);
+      case 'GATHER': {
+        const table = paramOf.get(n.src[0]!);
+        if (table === undefined) throw new Error(`lower: GATHER table ${n.src[0]!.op} is not a kernel input`);
+        const [rows, cols] = n.src[0]!.shape as [number, number];
+        const row = lower(n.src[1]!, idx.slice(0, -1), valid);
+        return define(n.dtype, { k: 'gather', param: table, row, col: idx[idx.length - 1]!, rows, cols, valid });
+      }
       case 'PAD': {
         const conds: ICond[] = [];
         const sidx = viewSource(n, idx, conds);

@@ -160,6 +160,13 @@ export function contiguousNode(x: LazyNode): LazyNode {
   return make('CONTIGUOUS', x.dtype, x.shape, [x]);
 }
 
+/** Rows of a 2-D `table` at integer `indices`: shape `[...indices.shape, C]`. The table is materialised. */
+export function gatherNode(table: LazyNode, indices: LazyNode): LazyNode {
+  if (table.shape.length !== 2) throw new ShapeError(`GATHER: table must be 2-d, got shape [${table.shape}]`);
+  if (indices.dtype !== 'i32' && indices.dtype !== 'i8' && indices.dtype !== 'u8') throw new Error(`GATHER: indices must be integers, got ${indices.dtype}`);
+  return make('GATHER', table.dtype, [...indices.shape, table.shape[1]!], [contiguousNode(table), indices]);
+}
+
 export function detachNode(x: LazyNode): LazyNode {
   if (x.op === 'DETACH' || x.op === 'BUFFER' || x.op === 'CONST') return x;
   return make('DETACH', x.dtype, x.shape, [x]);

@@ -22,9 +22,11 @@ export const MOVEMENT_OPS = ['RESHAPE', 'PERMUTE', 'EXPAND', 'PAD', 'SHRINK', 'F
  */
 export const SOURCE_OPS = ['BUFFER', 'CONST', 'ARANGE', 'RAND'] as const;
 /**
- * WHERE (cond, a, b); CONTIGUOUS forces materialisation; DETACH is an identity that stops gradients.
+ * WHERE (cond, a, b); CONTIGUOUS forces materialisation; DETACH is an identity that stops gradients;
+ * GATHER (table [V, C] materialised, integer indices S) → [...S, C]: row `indices[s]` of the table (a
+ * data-dependent load; rows outside [0, V) read 0). Embedding lookups read one row, not the table.
  */
-export const OTHER_OPS = ['WHERE', 'CONTIGUOUS', 'DETACH'] as const;
+export const OTHER_OPS = ['WHERE', 'CONTIGUOUS', 'DETACH', 'GATHER'] as const;
 
 export type UnaryOp = (typeof UNARY_OPS)[number];
 export type BinaryOp = (typeof BINARY_OPS)[number];

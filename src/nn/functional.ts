@@ -6,7 +6,7 @@
  */
 import { isFloat } from '../dtype.js';
 import { DTypeError, ShapeError, ValueError } from '../errors.js';
-import { oneHot, rand, where, type Tensor } from '../tensor/tensor.js';
+import { gatherRows, oneHot, rand, where, type Tensor } from '../tensor/tensor.js';
 
 /** How a loss combines its per-element values: `'mean'` (default), `'sum'`, or `'none'` (no reduction). */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -194,8 +194,9 @@ export function dropout(x: Tensor, p: number, training = true): Tensor {
 }
 
 /**
- * Rows of `weight` (`[V, D]`) at integer `indices` (`[...]`), giving `[..., D]`. Computed as
- * `oneHot(indices, V) @ weight`, so the gradient with respect to `weight` is a contraction (no scatter).
+ * Rows of `weight` (`[V, D]`) at integer `indices` (`[...]`), giving `[..., D]`: one row read per index
+ * (`gatherRows`); the gradient with respect to `weight` is a one-hot contraction (no scatter).
+ * Indices outside [0, V) give zero rows.
  *
  * @throws DTypeError if `indices` is not an integer tensor or `weight` not floating point.
  * @throws ShapeError if `weight` is not 2-d.
@@ -208,8 +209,7 @@ export function embedding(indices: Tensor, weight: Tensor): Tensor {
   requireFloat('embedding', 'weight', weight);
   if (weight.ndim !== 2)
     throw new ShapeError(`embedding: weight must be 2-d [numEmbeddings, dim], got shape [${weight.shape}]`);
-  const V = weight.shape[0]!;
-  return oneHot(indices, V).cast(weight.dtype).matmul(weight);
+  return gatherRows(weight, indices);
 }
 
 /**

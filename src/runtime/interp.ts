@@ -116,6 +116,11 @@ export function translateKernel(ir: KernelIR): string {
         const l = load(e.param, idx(e.idx));
         return e.valid.length ? `(${conds(e.valid)} ? ${l} : 0)` : l;
       }
+      case 'gather': {
+        const r = opnd(e.row);
+        const l = load(e.param, `${r} * ${e.cols} + ${idx(e.col)}`);
+        return `(${e.valid.length ? `${conds(e.valid)} && ` : ''}${r} >= 0 && ${r} < ${e.rows} ? ${l} : 0)`;
+      }
       case 'cast':
         return round(d, opnd(e.src));
       case 'index':

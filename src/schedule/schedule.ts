@@ -125,7 +125,7 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
         for (const c of n.src) {
           if (isInput(c)) continue;
           const cin = inReduce || isReduce(n.op);
-          const cexp = n.op === 'EXPAND' ? (expansion * n.numel) / Math.max(1, c.numel) : expansion;
+          const cexp = n.op === 'EXPAND' || n.op === 'GATHER' ? (expansion * n.numel) / Math.max(1, c.numel) : expansion;
           if (isReduce(c.op) && (cin || cexp > 1)) {
             materialised.add(c); // rule 2
             changed = true;

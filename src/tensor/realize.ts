@@ -148,6 +148,7 @@ function canWriteInPlace(k: ScheduledKernel, ir: KernelIR, target: DeviceBuffer,
     for (const s of stmts) {
       if (s.k === 'loop') walk(s.body);
       else if (s.k === 'store') storeKey = s.idx.key;
+      else if (s.k === 'let' && s.expr.k === 'gather' && params.has(s.expr.param)) ok = false;
       else if (s.k === 'let' && s.expr.k === 'load' && params.has(s.expr.param)) {
         if (s.expr.valid.length) ok = false;
         loads.push(s.expr.idx.key);

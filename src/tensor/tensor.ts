@@ -22,6 +22,7 @@ import {
   contiguousNode,
   detachNode,
   expandNode,
+  gatherNode,
   flipNode,
   numel,
   padNode,
@@ -1326,6 +1327,22 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 }
 
 /** One-hot encoding of integer `index` over `n` classes, as bool with a trailing axis of size n. */
+/**
+ * Rows of a 2-D `table` `[V, C]` at integer `indices` (any shape S): `[...S, C]`, like `table[indices]`
+ * in PyTorch. One row is read per index (a data-dependent load), not the whole table; indices outside
+ * [0, V) give rows of zeros. Differentiable in `table`.
+ *
+ * @throws ShapeError for a table that is not 2-d; DTypeError for non-integer indices; ValueError for
+ *   tensors on different devices.
+ */
+export function gatherRows(table: Tensor, indices: Tensor): Tensor {
+  if (table.ndim !== 2) throw new ShapeError(`gatherRows: table must be 2-d [V, C], got shape [${table.shape}]`);
+  if (isFloat(indices.dtype) || indices.dtype === 'bool') throw new DTypeError(`gatherRows: indices must be an integer tensor, got ${indices.dtype}[${indices.shape}]`);
+  if (table.device !== indices.device) throw new ValueError(`gatherRows: table is on ${table.device}, indices on ${indices.device}`);
+  const idx = indices.dtype === 'i32' || indices.dtype === 'i8' || indices.dtype === 'u8' ? indices : indices.cast('i32');
+  return table._make(gatherNode(table.node, idx.node), idx);
+}
+
 export function oneHot(index: Tensor, n: number): Tensor {
   if (isFloat(index.dtype) || index.dtype === 'bool') throw new DTypeError(`oneHot: index must be an integer tensor, got ${index.dtype}`);
   const classes = arange(n, undefined, 1, { device: index.device }).reshape([...index.shape.map(() => 1), n]);

@@ -11,7 +11,7 @@
  *    atol 1e-3, rtol 1e-3.
  */
 import { describe, expect, it } from 'vitest';
-import { DimError, tensor, type Tensor } from '../../src/index.js';
+import { DimError, gatherRows, lastRealizeStats, tensor, type Tensor } from '../../src/index.js';
 import { checkGrad, expectClose, expectEqual, weights, wsum, type Tol } from '../helpers/check.js';
 import { dot, logsumexpRef, numel, randArray, softmaxRef, sumRef, type Shape } from '../helpers/ref.js';
 
@@ -248,5 +248,28 @@ describe('logsumexp', () => {
     // d p0 / d x_j = p0 (δ0j - p_j)
     const p = [0.09003057317038046, 0.24472847105479767, 0.6652409557748219];
     expectClose(x.grad!.dataSync(), [p[0]! * (1 - p[0]!), -p[0]! * p[1]!, -p[0]! * p[2]!], FWD);
+  });
+});
+
+describe('gatherRows', () => {
+  it('reads rows at integer indices of any shape; out-of-range rows are zero; the gradient counts occurrences', () => {
+    const table = tensor([1, 2, 3, 4, 5, 6, 7, 8], { shape: [4, 2], dtype: 'f32', requiresGrad: true });
+    const idx = tensor([[3, 0, 3], [1, 9, -1]], { dtype: 'i32' });
+    const y = gatherRows(table, idx);
+    expect(y.shape).toEqual([2, 3, 2]);
+    expectEqual(y.dataSync(), [7, 8, 1, 2, 7, 8, 3, 4, 0, 0, 0, 0]);
+    // Weighted sum so each gathered element has its own coefficient: d/d table[v, c] = Σ_{s: idx[s]=v} w[s, c].
+    const w = tensor(Array.from({ length: 12 }, (_, i) => i + 1), { shape: [2, 3, 2], dtype: 'f32' });
+    y.mul(w).sum().backward();
+    // rows: 0 <- s=(0,1): w 3,4; 1 <- (1,0): 7,8; 2 <- none; 3 <- (0,0),(0,2): 1+5, 2+6
+    expectEqual(table.grad!.dataSync(), [3, 4, 7, 8, 0, 0, 6, 8]);
+  });
+
+  it('fuses into its consumer and reads only the selected rows (one kernel, no one-hot)', () => {
+    const table = tensor(Array.from({ length: 1000 * 8 }, (_, i) => i), { shape: [1000, 8], dtype: 'f32' });
+    const y = gatherRows(table, tensor([5, 999], { dtype: 'i32' })).mul(2);
+    y.realize();
+    expect(lastRealizeStats().kernels).toBe(1);
+    expectEqual(y.dataSync(), [...Array.from({ length: 8 }, (_, c) => 2 * (40 + c)), ...Array.from({ length: 8 }, (_, c) => 2 * (7992 + c))]);
   });
 });

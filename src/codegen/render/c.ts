@@ -243,6 +243,11 @@ function exprC(ctx: Ctx, d: DType, e: Expr): string {
       const l = loadExpr(ctx, e.param, idx(e.idx));
       return e.valid.length ? `((${conds(e.valid)}) ? ${l} : 0)` : l;
     }
+    case 'gather': {
+      const r = operand(e.row, 'i32');
+      const l = loadExpr(ctx, e.param, `(int64_t)${r} * ${e.cols}LL + ${idx(e.col)}`);
+      return `((${e.valid.length ? `${conds(e.valid)} && ` : ''}${r} >= 0 && ${r} < ${e.rows}) ? ${l} : 0)`;
+    }
     case 'cast': {
       const src = operand(e.src, e.from);
       if (d === 'bool') return `(${src} != 0)`;

@@ -352,6 +352,11 @@ function exprText(ctx: Ctx, d: DType, e: Expr): string {
       const l = loadText(ctx, e.param, idx(e.idx));
       return e.valid.length ? `select(${isF(d) ? '0.0' : '0'}, ${l}, ${condsText(e.valid)})` : l;
     }
+    case 'gather': {
+      const r = operand(e.row, 'i32');
+      const l = loadText(ctx, e.param, `clamp(${r}, 0, ${e.rows - 1}) * ${e.cols} + ${idx(e.col)}`);
+      return `select(${isF(d) ? '0.0' : '0'}, ${l}, ${e.valid.length ? `${condsText(e.valid)} && ` : ''}${r} >= 0 && ${r} < ${e.rows})`;
+    }
     case 'cast': {
       const src = operand(e.src, e.from);
       // NaN is true: test the bits (fast-math compilers may fold NaN != 0 to false).
