@@ -8,6 +8,7 @@
  * plus an optional `"__metadata__"` string-to-string map. Tensors must tile the data buffer exactly:
  * the reference implementation rejects overlaps, holes and trailing bytes, and so does this one.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { allocStorage, checkDType, itemsize, type AnyTypedArray, type DType } from '../dtype.js';
 import { DTypeError, FormatError } from '../errors.js';
@@ -251,27 +252,44 @@ export function decodeSafetensors(
   bytes: Uint8Array,
   source: string = DEFAULT_SOURCE,
 ): { tensors: Record<string, HostTensor>; metadata: Record<string, string> } {
-  if (bytes.length < 8) {
-    throw new FormatError(
-      `${source}: file is ${bytes.length} bytes, shorter than the 8-byte header length field`,
-    );
+  const layout = parseLayout(bytes, bytes.length, source);
+  const data = bytes.subarray(layout.dataStart);
+  const tensors = Object.fromEntries(layout.entries.map((e): [string, HostTensor] => [e.name, decodeEntry(e, data.subarray(e.begin, e.end))]));
+  return { tensors, metadata: layout.metadata };
+}
+
+interface Layout {
+  entries: Entry[];
+  metadata: Record<string, string>;
+  /** File offset of the data buffer. */
+  dataStart: number;
+}
+
+/** Header bytes needed to parse the layout: the 8-byte length and the JSON header. */
+function headerLength(head: Uint8Array, fileLength: number, source: string): number {
+  if (fileLength < 8) {
+    throw new FormatError(`${source}: file is ${fileLength} bytes, shorter than the 8-byte header length field`);
   }
-  const headerLen64 = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);
+  const headerLen64 = new DataView(head.buffer, head.byteOffset, head.byteLength).getBigUint64(0, true);
   if (headerLen64 > BigInt(MAX_HEADER_BYTES)) {
-    throw new FormatError(
-      `${source}: header length ${headerLen64} exceeds the ${MAX_HEADER_BYTES}-byte limit`,
-    );
+    throw new FormatError(`${source}: header length ${headerLen64} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const headerLen = Number(headerLen64);
-  if (8 + headerLen > bytes.length) {
-    throw new FormatError(
-      `${source}: header length ${headerLen} runs past the end of the file (${bytes.length - 8} bytes after the length field)`,
-    );
+  if (8 + headerLen > fileLength) {
+    throw new FormatError(`${source}: header length ${headerLen} runs past the end of the file (${fileLength - 8} bytes after the length field)`);
   }
+  return headerLen;
+}
 
+/**
+ * Validate the header (`head` holds at least its first 8 + header-length bytes) against a file of
+ * `fileLength` bytes: entries, metadata, and that the tensors tile the data buffer exactly.
+ */
+function parseLayout(head: Uint8Array, fileLength: number, source: string): Layout {
+  const headerLen = headerLength(head, fileLength, source);
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(head.subarray(8, 8 + headerLen));
   } catch {
     throw new FormatError(`${source}: header is not valid UTF-8`);
   }
@@ -282,19 +300,15 @@ export function decodeSafetensors(
     throw new FormatError(`${source}: header is not valid JSON: ${(err as Error).message}`);
   }
   if (!isPlainObject(header)) {
-    throw new FormatError(
-      `${source}: header JSON must be an object, got ${Array.isArray(header) ? 'an array' : typeof header}`,
-    );
+    throw new FormatError(`${source}: header JSON must be an object, got ${Array.isArray(header) ? 'an array' : typeof header}`);
   }
-
-  const data = bytes.subarray(8 + headerLen);
+  const dataLength = fileLength - 8 - headerLen;
   let metadata: Record<string, string> = {};
   const entries: Entry[] = [];
   for (const [name, raw] of Object.entries(header)) {
     if (name === METADATA_KEY) metadata = parseMetadata(source, raw);
-    else entries.push(parseEntry(source, name, raw, data.length));
+    else entries.push(parseEntry(source, name, raw, dataLength));
   }
-
   // Sorting by (begin, end) puts zero-size tensors before a real one at the same offset, so the
   // contiguity walk below accepts them while still catching every overlap and hole.
   const ordered = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -314,26 +328,82 @@ export function decodeSafetensors(
     cursor = e.end;
     prev = e;
   }
-  if (cursor !== data.length) {
+  if (cursor !== dataLength) {
     throw new FormatError(
-      `${source}: data buffer has ${data.length} bytes but the tensors' data_offsets cover only ${cursor} (trailing gap)`,
+      `${source}: data buffer has ${dataLength} bytes but the tensors' data_offsets cover only ${cursor} (trailing gap)`,
     );
   }
 
-  const tensors = Object.fromEntries(
-    entries.map((e): [string, HostTensor] => {
-      const out = allocStorage(e.dtype, product(e.shape));
-      const src = data.subarray(e.begin, e.end);
-      if (e.dtype === 'bool') {
-        // Tessera's bool kernels assume 0/1; normalise any other truthy byte a foreign writer produced.
-        for (let i = 0; i < src.length; i++) out[i] = src[i] !== 0 ? 1 : 0;
-      } else {
-        copyLittleEndian(src, bytesOf(out), 0, itemsize[e.dtype]);
-      }
-      return [e.name, { dtype: e.dtype, shape: e.shape, data: out }];
-    }),
-  );
-  return { tensors, metadata };
+  return { entries, metadata, dataStart: 8 + headerLen };
+}
+
+/** One tensor's values from its bytes in the data buffer. */
+function decodeEntry(e: Entry, src: Uint8Array): HostTensor {
+  const out = allocStorage(e.dtype, product(e.shape));
+  if (e.dtype === 'bool') {
+    // Tessera's bool kernels assume 0/1; normalise any other truthy byte a foreign writer produced.
+    for (let i = 0; i < src.length; i++) out[i] = src[i] !== 0 ? 1 : 0;
+  } else {
+    copyLittleEndian(src, bytesOf(out), 0, itemsize[e.dtype]);
+  }
+  return { dtype: e.dtype, shape: e.shape, data: out };
+}
+
+/** A safetensors file opened for reading tensors one at a time (see {@link openSafetensors}). */
+export interface SafetensorsFile {
+  readonly path: string;
+  readonly metadata: Record<string, string>;
+  /** Tensor names, dtypes and shapes, without their data. */
+  readonly tensors: ReadonlyMap<string, { dtype: DType; shape: number[] }>;
+  /** Read one tensor's values (only its bytes are read from the file). */
+  read(name: string): HostTensor;
+  close(): void;
+}
+
+/**
+ * Open a safetensors file lazily: the header is read and validated (as by {@link decodeSafetensors}),
+ * tensors are read on demand, so loading a model never holds the whole file in memory at once.
+ *
+ * @throws FormatError as {@link decodeSafetensors}; Error naming the path when it cannot be read.
+ */
+export function openSafetensors(path: string): SafetensorsFile {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new FormatError(`${path}: cannot read: ${(err as Error).message}`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const len = Buffer.alloc(8);
+    readSync(fd, len, 0, Math.min(8, size), 0);
+    const headerLen = headerLength(len, size, path);
+    const head = Buffer.alloc(8 + headerLen);
+    readSync(fd, head, 0, 8 + headerLen, 0);
+    const layout = parseLayout(head, size, path);
+    const byName = new Map(layout.entries.map((e) => [e.name, e]));
+    let open = true;
+    return {
+      path,
+      metadata: layout.metadata,
+      tensors: new Map(layout.entries.map((e) => [e.name, { dtype: e.dtype, shape: e.shape }])),
+      read(name: string): HostTensor {
+        const e = byName.get(name);
+        if (!e) throw new FormatError(`${path}: no tensor '${name}'`);
+        if (!open) throw new Error(`${path}: file is closed`);
+        const buf = Buffer.alloc(e.end - e.begin);
+        if (buf.length) readSync(fd, buf, 0, buf.length, layout.dataStart + e.begin);
+        return decodeEntry(e, buf);
+      },
+      close(): void {
+        if (open) closeSync(fd);
+        open = false;
+      },
+    };
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
 }
 
 /**

@@ -129,10 +129,11 @@ function loadWeights(f: GGUFFile, arch: 'llama' | 'gpt2', model: Module, device:
     if (info.shape.join() !== p.shape.join())
       throw new FormatError(`${f.label}: tensor '${name}' has shape [${info.shape}], the ${arch} config needs [${p.shape}]`);
     const data = f.readTensorF32(name);
+    // Realized one at a time: at most one tensor's host copy is alive besides the loaded weights.
     noGrad(() => p.assign(tensor(data, { shape: p.shape, device })));
+    realize(p);
     used.add(name);
   }
-  realize(...params.map(([, p]) => p));
   // GPT-2 files may carry the tied head separately; llama.cpp may add non-parameter tensors (rope_freqs).
   const extra = f.tensors.filter((t) => !used.has(t.name) && t.name !== 'output.weight' && t.name !== 'rope_freqs.weight');
   if (extra.length) throw new FormatError(`${f.label}: tensors not used by the ${arch} model: ${extra.slice(0, 5).map((t) => t.name).join(', ')}${extra.length > 5 ? ', ...' : ''}`);

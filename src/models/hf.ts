@@ -22,7 +22,8 @@ import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../dty
 import { FormatError, TesseraError, ValueError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import type { HostTensor } from '../io/safetensors.js';
-import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
+import { encodeSafetensors, openSafetensors } from '../io/safetensors.js';
+import type { SafetensorsFile } from '../io/safetensors.js';
 import { GPT } from '../nn/gpt.js';
 import type { LlamaConfig, RopeScaling } from '../nn/llama.js';
 import { Llama } from '../nn/llama.js';
@@ -200,27 +201,26 @@ function gpt2ConfigOf(file: string, c: Json, maxSeqLen: number | undefined): { v
 
 interface StoredTensor {
   file: string;
-  t: HostTensor;
+  dtype: HostTensor['dtype'];
+  shape: number[];
+  /** Read the values (only this tensor's bytes). */
+  read(): HostTensor;
 }
 
-function readSafetensors(path: string): Record<string, HostTensor> {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    throw new FormatError(`${path}: cannot read weights: ${(err as Error).message}`);
-  }
-  return decodeSafetensors(bytes, path).tensors;
+/** Open a weights file lazily; `opened` collects it so the caller can close it. */
+function readSafetensors(path: string, opened: SafetensorsFile[]): Map<string, StoredTensor> {
+  const f = openSafetensors(path);
+  opened.push(f);
+  return new Map([...f.tensors].map(([name, info]) => [name, { file: path, dtype: info.dtype, shape: info.shape, read: () => f.read(name) }]));
 }
 
 /** Every tensor of the checkpoint, by name, with the file it lives in. */
-function readWeights(dir: string): Map<string, StoredTensor> {
+function readWeights(dir: string, opened: SafetensorsFile[]): Map<string, StoredTensor> {
   const single = join(dir, 'model.safetensors');
   const indexPath = join(dir, 'model.safetensors.index.json');
   const out = new Map<string, StoredTensor>();
   if (existsSync(single)) {
-    for (const [name, t] of Object.entries(readSafetensors(single))) out.set(name, { file: single, t });
-    return out;
+    return readSafetensors(single, opened);
   }
   let index: Json;
   try {
@@ -239,10 +239,10 @@ function readWeights(dir: string): Map<string, StoredTensor> {
   const shards = [...new Set(entries.map(([, f]) => f as string))];
   for (const shard of shards) {
     const path = join(dir, shard);
-    for (const [name, t] of Object.entries(readSafetensors(path))) {
+    for (const [name, t] of readSafetensors(path, opened)) {
       const prev = out.get(name);
       if (prev) throw new FormatError(`${path}: tensor '${name}' is also in ${prev.file}`);
-      out.set(name, { file: path, t });
+      out.set(name, t);
     }
   }
   for (const [name, f] of entries) {
@@ -308,21 +308,24 @@ function loadWeights(lm: LanguageModel, weights: Map<string, StoredTensor>, dir:
     const m = mappingOf(lm, key, p.shape);
     const name = m.names.find((n) => weights.has(n));
     if (name === undefined) throw new FormatError(`${dir}: tensor '${m.names[0]}' (for ${key}) is missing`);
-    const { file, t } = weights.get(name)!;
+    const stored = weights.get(name)!;
+    const file = stored.file;
+    const t = { dtype: stored.dtype, shape: stored.shape };
     used.add(name);
     let data: Float32Array;
     if (lm.arch === 'gpt2' && key === 'wpe.weight' && gptPositions !== undefined && gptPositions !== p.shape[0]) {
       // The context was capped: keep the first rows of the position table.
       const want = [gptPositions, p.shape[1]!];
       if (t.shape.join() !== want.join()) throw new FormatError(`${file}: tensor '${name}' has shape [${t.shape}], the ${lm.arch} config needs [${want}]`);
-      data = toF32(file, name, t).slice(0, p.numel);
+      data = toF32(file, name, stored.read()).slice(0, p.numel);
     } else {
       if (t.shape.join() !== m.shape.join()) throw new FormatError(`${file}: tensor '${name}' has shape [${t.shape}], the ${lm.arch} config needs [${m.shape}]`);
-      data = m.load(toF32(file, name, t));
+      data = m.load(toF32(file, name, stored.read()));
     }
+    // Realized one at a time: at most one tensor's host copy is alive besides the loaded weights.
     noGrad(() => p.assign(tensor(data, { shape: p.shape, device })));
+    realize(p);
   }
-  realize(...params.map(([, p]) => p));
   const extra = [...weights.keys()].filter((n) => !used.has(n) && !ignorable(lm, n));
   if (extra.length) {
     const shown = extra.slice(0, 5).map((n) => `${n} (${weights.get(n)!.file})`);
@@ -346,7 +349,24 @@ export function loadHFModel(dir: string, opts: LoadHFOptions = {}): LoadedHFMode
     throw new ValueError(`loadHFModel: maxSeqLen must be a positive integer, got ${opts.maxSeqLen}`);
   const llamaCfg = arch === 'llama' ? llamaConfigOf(cfgPath, config, opts.maxSeqLen) : undefined;
   const gptCfg = arch === 'gpt2' ? gpt2ConfigOf(cfgPath, config, opts.maxSeqLen) : undefined;
-  const weights = readWeights(dir);
+  const opened: SafetensorsFile[] = [];
+  try {
+    return loadFrom(dir, opts, arch, config, cfgPath, llamaCfg, gptCfg, readWeights(dir, opened));
+  } finally {
+    for (const f of opened) f.close();
+  }
+}
+
+function loadFrom(
+  dir: string,
+  opts: LoadHFOptions,
+  arch: 'llama' | 'gpt2',
+  config: Json,
+  cfgPath: string,
+  llamaCfg: ReturnType<typeof llamaConfigOf> | undefined,
+  gptCfg: ReturnType<typeof gpt2ConfigOf> | undefined,
+  weights: Map<string, StoredTensor>,
+): LoadedHFModel {
   // Modules create their parameters on the default device: build the model on the requested one.
   const prev = getDefaultDevice();
   let lm: LanguageModel;
