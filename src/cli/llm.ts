@@ -3,14 +3,13 @@ import type { ExportType } from '../models/gguf.js';
 import { describeGGUFModel, exportGGUF, loadGGUFModel } from '../models/gguf.js';
 import { loadTrainedCheckpoint } from './generate.js';
 import { generateText } from '../models/textgen.js';
-import { loadHFModel } from '../models/hf.js';
+import { loadHFModel, saveHFModel } from '../models/hf.js';
 import type { LanguageModel } from '../models/gguf.js';
 import { ByteLevelBPE } from '../tokenizer/byte_level.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CharTokenizerAdapter } from '../tokenizer/char.js';
-import { saveSafetensors } from '../io/safetensors.js';
 
 /** Options of `tessera generate --model file.gguf`. */
 export interface GenerateModelOptions {
@@ -87,7 +86,7 @@ export interface ExportOptions {
 /**
  * Export a checkpoint written by `tessera train` (gpt2 or llama architecture, character tokenizer) to
  * GGUF (llama.cpp's names and metadata; the tokenizer as a 'llama' single-character vocabulary) or to
- * safetensors (Tessera's parameter names; architecture, config and tokenizer in the metadata).
+ * safetensors in a Hugging Face directory (`out` is the directory).
  */
 export async function exportCheckpoint(o: ExportOptions): Promise<string> {
   const { lm, tok } = await loadTrainedCheckpoint(o.checkpoint);
@@ -96,8 +95,8 @@ export async function exportCheckpoint(o: ExportOptions): Promise<string> {
     await exportGGUF(o.out, lm, { type: o.type, tokenizer, name: `tessera-${lm.arch}-char` });
     return o.out;
   }
-  const params = lm.model.namedParameters();
-  const tensors = Object.fromEntries(params.map(([k, p]) => [k, { dtype: 'f32' as const, shape: p.shape, data: Float32Array.from(p.dataSync()) }]));
-  await saveSafetensors(o.out, tensors, { format: 'pt', tessera_arch: lm.arch, tessera_config: JSON.stringify(lm.model.config), tokenizer: tok.toJSON() });
+  // safetensors: a Hugging Face directory (config.json + model.safetensors) that transformers and
+  // `loadHFModel` read; the character vocabulary has no tokenizer.json equivalent.
+  await saveHFModel(o.out, lm);
   return o.out;
 }

@@ -83,7 +83,7 @@ program
   .command('export')
   .description('export a checkpoint of `tessera train` to GGUF (llama.cpp) or safetensors')
   .requiredOption('--checkpoint <file>', 'checkpoint (.safetensors) written by `tessera train`')
-  .requiredOption('--out <file>', 'output file')
+  .requiredOption('--out <path>', 'output file (gguf) or directory (safetensors: Hugging Face config.json + model.safetensors)')
   .option('--format <name>', 'gguf or safetensors', 'gguf')
   .option('--type <name>', 'GGUF storage of weight matrices: F32, F16, BF16, Q8_0', 'F32')
   .action(async (o: { checkpoint: string; out: string; format: string; type: string }) => {

@@ -86,8 +86,8 @@ function llamaConfigOf(f: GGUFFile): LlamaConfig {
   const p = 'llama.';
   const dim = num(f, `${p}embedding_length`);
   const nHead = num(f, `${p}attention.head_count`);
-  const embd = f.tensors.find((t) => t.name === 'token_embd.weight');
-  if (!embd) throw new FormatError(`${f.label}: tensor 'token_embd.weight' is missing`);
+  if (!f.hasTensor('token_embd.weight')) throw new FormatError(`${f.label}: tensor 'token_embd.weight' is missing`);
+  const embd = f.tensor('token_embd.weight');
   const cfg: LlamaConfig = {
     vocabSize: num(f, `${p}vocab_size`, embd.shape[0]),
     dim,
@@ -98,7 +98,7 @@ function llamaConfigOf(f: GGUFFile): LlamaConfig {
     maxSeqLen: num(f, `${p}context_length`),
     normEps: num(f, `${p}attention.layer_norm_rms_epsilon`, 1e-5),
     ropeTheta: num(f, `${p}rope.freq_base`, 10000),
-    tieEmbeddings: !f.tensors.some((t) => t.name === 'output.weight'),
+    tieEmbeddings: !f.hasTensor('output.weight'),
   };
   const rot = num(f, `${p}rope.dimension_count`, dim / nHead);
   if (rot !== dim / nHead) throw new FormatError(`${f.label}: llama.rope.dimension_count ${rot} differs from the head size ${dim / nHead} (partial rotary embeddings are not supported)`);
@@ -110,8 +110,8 @@ function llamaConfigOf(f: GGUFFile): LlamaConfig {
 
 function gpt2Model(f: GGUFFile): GPT {
   const p = 'gpt2.';
-  const embd = f.tensors.find((t) => t.name === 'token_embd.weight');
-  if (!embd) throw new FormatError(`${f.label}: tensor 'token_embd.weight' is missing`);
+  if (!f.hasTensor('token_embd.weight')) throw new FormatError(`${f.label}: tensor 'token_embd.weight' is missing`);
+  const embd = f.tensor('token_embd.weight');
   const nEmbd = num(f, `${p}embedding_length`);
   const ff = num(f, `${p}feed_forward_length`, 4 * nEmbd);
   if (ff !== 4 * nEmbd) throw new FormatError(`${f.label}: gpt2.feed_forward_length ${ff} is not 4 x embedding_length (${nEmbd})`);
@@ -124,8 +124,8 @@ function loadWeights(f: GGUFFile, arch: 'llama' | 'gpt2', model: Module, device:
   const used = new Set<string>();
   for (const [key, p] of params) {
     const name = ggufName(arch, key);
-    const info = f.tensors.find((t) => t.name === name);
-    if (!info) throw new FormatError(`${f.label}: tensor '${name}' (for ${key}) is missing`);
+    if (!f.hasTensor(name)) throw new FormatError(`${f.label}: tensor '${name}' (for ${key}) is missing`);
+    const info = f.tensor(name);
     if (info.shape.join() !== p.shape.join())
       throw new FormatError(`${f.label}: tensor '${name}' has shape [${info.shape}], the ${arch} config needs [${p.shape}]`);
     const data = f.readTensorF32(name);
@@ -230,7 +230,7 @@ export async function exportGGUF(path: string, lm: LanguageModel, opts: ExportGG
     ...archMetadata(lm),
     ...(opts.tokenizer ? toGGUFMetadata(opts.tokenizer) : {}),
   };
-  if (opts.tokenizer && opts.tokenizer.vocabSize !== (lm.arch === 'llama' ? lm.model.config.vocabSize : lm.model.config.vocabSize))
+  if (opts.tokenizer && opts.tokenizer.vocabSize !== lm.model.config.vocabSize)
     throw new ValueError(`GGUF export: the tokenizer has ${opts.tokenizer.vocabSize} tokens, the model ${lm.model.config.vocabSize}`);
   const tensors: GGUFTensorInput[] = [];
   for (const [key, p] of lm.model.namedParameters()) {

@@ -385,6 +385,8 @@ export class Llama extends Module {
     this.eval();
     const rnd = mulberry32(sampling.seed);
     const out: number[][] = prompt.map(() => []);
+    // The history is only read by the repetition penalty: skip building it per token otherwise.
+    const history = (b: number) => (sampling.repetitionPenalty !== 1 ? [...prompt[b]!, ...out[b]!] : undefined);
     const done = new Array<boolean>(B).fill(false);
     const stops = new Set(opts.stopTokens ?? []);
     try {
@@ -397,7 +399,7 @@ export class Llama extends Module {
         logits.dispose();
         const next: number[] = [];
         for (let b = 0; b < B; b++) {
-          const id = sampleToken(rowsLogits.subarray(b * V, (b + 1) * V), sampling, rnd, [...prompt[b]!, ...out[b]!]);
+          const id = sampleToken(rowsLogits.subarray(b * V, (b + 1) * V), sampling, rnd, history(b));
           next.push(id);
           if (done[b]) continue;
           if (stops.has(id)) done[b] = true;

@@ -1,7 +1,7 @@
 // The main job, shortened, end to end through the CLI: train, checkpoint, sample; then generate from
 // the checkpoint. Bad options fail with a clear message and exit code 2.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSafetensors } from '../../src/io/safetensors.js';
@@ -25,6 +25,10 @@ describe('tessera CLI', () => {
     expect(log).toMatch(/tessera train: llama, /);
     expect(log).toMatch(/--- sample ---/);
     expect(run(['export', '--checkpoint', ck, '--out', gguf, '--type', 'Q8_0'])).toMatch(/wrote .*llama\.gguf/);
+    const hf = join(out, 'llama-hf');
+    run(['export', '--checkpoint', ck, '--out', hf, '--format', 'safetensors']);
+    expect(JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')).model_type).toBe('llama');
+    expect(existsSync(join(hf, 'model.safetensors'))).toBe(true);
     const info = run(['info', gguf]);
     expect(info).toMatch(/llama \(tessera-llama-char\)/);
     expect(info).toMatch(/tensor types: .*Q8_0/);
