@@ -249,7 +249,7 @@ function releasePlan(plan: Plan): void {
     for (const b of run.owned) b.release();
     if (run.arena) {
       run.rt.free(run.arena);
-      recordFree(run.rt.name, run.arenaBytes, 'arena');
+      recordFree(run.arenaId);
     }
   }
 }

@@ -1,7 +1,8 @@
 import type { DType } from '../dtype.js';
 import { itemsize } from '../dtype.js';
 import { DisposedError } from '../errors.js';
-import { recordAlloc, recordFree } from '../memory/stats.js';
+import type { MemoryOwner } from '../memory/events.js';
+import { recordAlloc, recordFree, recordOwner } from '../memory/stats.js';
 import type { DeviceMemory, Runtime } from './device.js';
 
 let nextId = 1;
@@ -17,6 +18,8 @@ export class DeviceBuffer {
   readonly nbytes: number;
   private refs = 1;
   private freed = false;
+  /** Telemetry allocation id (memory/stats.ts). */
+  private readonly allocId: number;
 
   constructor(
     readonly runtime: Runtime,
@@ -25,7 +28,12 @@ export class DeviceBuffer {
   ) {
     this.nbytes = Math.max(numel * itemsize[dtype], 4);
     this.mem = runtime.alloc(this.nbytes);
-    recordAlloc(runtime.name, this.nbytes, 'tensor');
+    this.allocId = recordAlloc(runtime.name, this.nbytes, 'tensor', dtype, [numel]);
+  }
+
+  /** Account this buffer to `owner` (parameter, optimizer state, KV cache, ...) in memory telemetry. */
+  setOwner(owner: MemoryOwner, label?: string): void {
+    if (!this.freed) recordOwner(this.allocId, owner, label);
   }
 
   get disposed(): boolean {
@@ -43,7 +51,7 @@ export class DeviceBuffer {
     if (--this.refs > 0) return;
     this.freed = true;
     this.runtime.free(this.mem);
-    recordFree(this.runtime.name, this.nbytes, 'tensor');
+    recordFree(this.allocId);
   }
 
   assertLive(what: string): void {

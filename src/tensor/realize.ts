@@ -102,6 +102,8 @@ export interface CapturedRun {
   /** The run's arena, kept alive (and accounted) by the capture. */
   readonly arena: DeviceMemory | undefined;
   readonly arenaBytes: number;
+  /** The arena's telemetry allocation id. */
+  readonly arenaId: number;
   /** Buffers the run created, each retained once by the capture. */
   readonly owned: readonly DeviceBuffer[];
   /** Buffers that existed before the run (parameters, state, inputs), checked before each replay. */
@@ -180,7 +182,7 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<
     if (debugLevel() >= 3) for (const ir of irs) debugLog(printKernel(ir));
   }
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
-  if (arena) recordAlloc(rt.name, plan.arenaBytes, 'arena');
+  const arenaId = arena ? recordAlloc(rt.name, plan.arenaBytes, 'activation', 'u8', [plan.arenaBytes], 'arena') : 0;
   const finish = (ok: boolean) => {
     if (ok && recorder) {
       // A jit capture keeps everything this run touched: the arena, and a reference to every buffer.
@@ -193,13 +195,13 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<
       for (const b of sources) if (!owned.has(b)) borrowed.add(b);
       for (const t of inPlace?.values() ?? []) borrowed.add(t);
       for (const b of owned) b.retain();
-      recorder.push({ rt, launches, copies: copies.map((c) => ({ from: c.from, to: c.to })), arena, arenaBytes: plan.arenaBytes, owned: [...owned], borrowed: [...borrowed] });
+      recorder.push({ rt, launches, copies: copies.map((c) => ({ from: c.from, to: c.to })), arena, arenaBytes: plan.arenaBytes, arenaId, owned: [...owned], borrowed: [...borrowed] });
     }
     for (const c of copies) c.from.release();
     if (!ok) for (const [n, b] of result) if (!inPlace?.has(n)) b.release();
     if (arena && !(ok && recorder)) {
       rt.free(arena);
-      recordFree(rt.name, plan.arenaBytes, 'arena');
+      recordFree(arenaId);
     }
     if (!ok) return;
     const kinds: Record<string, number> = {};
