@@ -1,0 +1,244 @@
+/**
+ * A Llama over a paged KV cache: the model side of continuous batching.
+ *
+ * Keys and values live in one pool per layer, `[numBlocks * blockSize, nKVHead * headDim]` f32 device
+ * tensors (telemetry owner `kv-cache`). A step takes N tokens from S sequences (decodes of one token and
+ * prefill chunks of several, mixed) as one flat `[N, dim]` batch, so every weight matrix is read once
+ * per step for the whole batch. Attention of each token covers
+ *   - its sequence's past, gathered from the pool by slot index (`gatherRows`, `[N * M]` slots, M the
+ *     longest past in the step rounded up to a bucket; padding slots masked), and
+ *   - the step's own new keys/values (causal within its sequence, masked across sequences),
+ * with one additive 0/-inf mask `[N, M + N]`. The step returns the logits after the last token of each
+ * sequence that needs them (rows picked with `gatherRows`) and every layer's new key/value rows; those
+ * rows are then copied into their pool slots on the device (O(new tokens)).
+ *
+ * The step is `jit`-compiled per shape bucket (N and the logits rows S rounded up to powers of two, M to
+ * a power of two of at least one block), and every per-step value (token ids, positions, which index
+ * the rotary tables, slots, mask, logit rows) is an input tensor: a replay builds no graph.
+ */
+import { ValueError } from '../../errors.js';
+import { jit, type Jitted } from '../../jit/jit.js';
+import type { Llama } from '../../nn/llama.js';
+import { ropeTables } from '../../nn/llama.js';
+import { getRuntime } from '../../runtime/registry.js';
+import { noGrad } from '../../tensor/context.js';
+import { cat, gatherRows, tensor, zeros, type Tensor } from '../../tensor/tensor.js';
+import { copyRowsToSlots } from './kv_rows.js';
+import { slotOf, type StepModel, type StepSequence } from './step_model.js';
+
+/** Smallest power of two ≥ n (n ≥ 1). */
+export function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Options of {@link PagedLlama}. */
+export interface PagedLlamaOptions {
+  /** Blocks in the pool (the block manager sizes this from the memory budget). */
+  numBlocks: number;
+  /** Tokens per block. */
+  blockSize: number;
+}
+
+/** Shape buckets of one step. */
+export interface StepShape {
+  /** Token rows (power of two). */
+  tokens: number;
+  /** Past-context slots per token (power of two, at least one block). */
+  past: number;
+  /** Logit rows (power of two). */
+  logits: number;
+}
+
+/** Rotate adjacent pairs of `x` `[N, Hx, hd]` by per-row angles `cos`/`sin` `[N, hd/2]`. */
+function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const [N, Hx, hd] = x.shape as [number, number, number];
+  const pairs = x.reshape([N, Hx, hd / 2, 2]);
+  const x0 = pairs.narrow(3, 0, 1);
+  const x1 = pairs.narrow(3, 1, 1);
+  const c = cos.reshape([N, 1, hd / 2, 1]);
+  const s = sin.reshape([N, 1, hd / 2, 1]);
+  return cat([x0.mul(c).sub(x1.mul(s)), x0.mul(s).add(x1.mul(c))], 3).reshape([N, Hx, hd]);
+}
+
+export class PagedLlama implements StepModel {
+  readonly vocabSize: number;
+  readonly contextLength: number;
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  readonly device: string;
+  /** Per layer: keys and values of every slot, `[numSlots, nKVHead * headDim]`. */
+  readonly kPool: Tensor[];
+  readonly vPool: Tensor[];
+  private readonly cos: Tensor;
+  private readonly sin: Tensor;
+  private readonly kvWidth: number;
+  private readonly step: Jitted<Tensor[]>;
+  /** Shape buckets seen so far (each compiled once). */
+  readonly shapes = new Set<string>();
+
+  constructor(
+    readonly model: Llama,
+    opts: PagedLlamaOptions,
+  ) {
+    const cfg = model.config;
+    if (!(Number.isInteger(opts.numBlocks) && opts.numBlocks > 0)) throw new ValueError(`PagedLlama: numBlocks must be a positive integer, got ${opts.numBlocks}`);
+    if (!(Number.isInteger(opts.blockSize) && opts.blockSize > 0)) throw new ValueError(`PagedLlama: blockSize must be a positive integer, got ${opts.blockSize}`);
+    this.vocabSize = cfg.vocabSize;
+    this.contextLength = cfg.maxSeqLen;
+    this.blockSize = opts.blockSize;
+    this.numBlocks = opts.numBlocks;
+    this.device = model.embedTokens.weight.device;
+    const hd = cfg.dim / cfg.nHead;
+    this.kvWidth = cfg.nKVHead * hd;
+    const slots = opts.numBlocks * opts.blockSize;
+    const pool = (label: string) => {
+      const t = zeros([slots, this.kvWidth], { device: this.device }).realize();
+      t.node.buffer.setOwner('kv-cache', label);
+      return t;
+    };
+    this.kPool = Array.from({ length: cfg.nLayer }, (_, l) => pool(`kv.k.${l}`));
+    this.vPool = Array.from({ length: cfg.nLayer }, (_, l) => pool(`kv.v.${l}`));
+    const t = ropeTables(cfg.maxSeqLen, hd, cfg.ropeTheta, cfg.ropeScaling);
+    this.cos = tensor(t.cos, { shape: [cfg.maxSeqLen, hd / 2], device: this.device }).realize();
+    this.sin = tensor(t.sin, { shape: [cfg.maxSeqLen, hd / 2], device: this.device }).realize();
+    model.eval();
+    this.step = jit((tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor) =>
+      noGrad(() => this.forward(tokens, positions, pastSlots, mask, logitRows)),
+    );
+  }
+
+  /** Bytes of the KV pools. */
+  get kvBytes(): number {
+    return [...this.kPool, ...this.vPool].reduce((s, t) => s + t.numel * 4, 0);
+  }
+
+  /** Compiled-step statistics (traces, replays, signatures). */
+  get jitStats(): Jitted<Tensor[]>['stats'] {
+    return this.step.stats;
+  }
+
+  /** The step graph: `[logits, k0, v0, k1, v1, ...]`. */
+  private forward(tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor): Tensor[] {
+    const m = this.model;
+    const cfg = m.config;
+    const N = tokens.shape[0]!;
+    const M = pastSlots.shape[0]! / N;
+    const H = cfg.nHead;
+    const KV = cfg.nKVHead;
+    const rep = H / KV;
+    const hd = cfg.dim / H;
+    const cos = gatherRows(this.cos, positions);
+    const sin = gatherRows(this.sin, positions);
+    const scale = 1 / Math.sqrt(hd);
+    const bias = mask.reshape([N, 1, 1, M + N]);
+    const out: Tensor[] = [];
+    let x = m.embedTokens.forward(tokens); // [N, dim]
+    let l = 0;
+    for (const layer of m.layers) {
+      const a = layer.selfAttn;
+      const h = layer.inputLayernorm.forward(x);
+      const q = rope(a.qProj.forward(h).reshape([N, H, hd]), cos, sin).reshape([N, KV, rep, hd]);
+      const k = rope(a.kProj.forward(h).reshape([N, KV, hd]), cos, sin);
+      const v = a.vProj.forward(h);
+      out.push(k.reshape([N, KV * hd]), v);
+      // Past: each token's own context rows, [N, KV, M, hd].
+      const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
+      const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
+      const sPast = q.matmul(pastK.transpose(-1, -2)); // [N, KV, rep, M]
+      // New: every token against every token of the step (the mask keeps its own sequence, causally).
+      const qAll = q.permute([1, 0, 2, 3]).reshape([KV, N * rep, hd]);
+      const kNew = k.permute([1, 2, 0]); // [KV, hd, N]
+      const vNew = v.reshape([N, KV, hd]).permute([1, 0, 2]); // [KV, N, hd]
+      const sNew = qAll.matmul(kNew).reshape([KV, N, rep, N]).permute([1, 0, 2, 3]); // [N, KV, rep, N]
+      const p = cat([sPast, sNew], 3).mul(scale).add(bias).softmax(-1);
+      const yPast = p.narrow(3, 0, M).matmul(pastV); // [N, KV, rep, hd]
+      const pNew = p.narrow(3, M, N).permute([1, 0, 2, 3]).reshape([KV, N * rep, N]);
+      const yNew = pNew.matmul(vNew).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
+      const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]));
+      x = x.add(y);
+      x = x.add(layer.mlp.forward(layer.postAttentionLayernorm.forward(x)));
+      l++;
+    }
+    const last = m.norm.forward(gatherRows(x, logitRows));
+    const logits = m.lmHead ? m.lmHead.forward(last) : last.matmul(m.embedTokens.weight.T);
+    return [logits, ...out];
+  }
+
+  /** The buckets a step over `seqs` runs in. */
+  shapeOf(seqs: readonly StepSequence[]): StepShape {
+    const n = seqs.reduce((s, q) => s + q.tokens.length, 0);
+    const past = seqs.reduce((s, q) => Math.max(s, q.start), 0);
+    const logits = seqs.filter((q) => q.wantLogits).length;
+    return { tokens: nextPow2(Math.max(n, 1)), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: nextPow2(Math.max(logits, 1)) };
+  }
+
+  run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {
+    if (seqs.length === 0) return [];
+    const shape = this.shapeOf(seqs);
+    const { tokens: N, past: M, logits: S } = shape;
+    const W = M + N;
+    const ids = new Int32Array(N);
+    const pos = new Int32Array(N);
+    const pastSlots = new Int32Array(N * M);
+    const mask = new Float32Array(N * W).fill(-Infinity);
+    const rows = new Int32Array(S);
+    const newSlots: number[] = [];
+    let r = 0;
+    let li = 0;
+    for (const s of seqs) {
+      const c = s.tokens.length;
+      if (c === 0) throw new ValueError('PagedLlama.run: a sequence has no tokens this step');
+      if (s.start + c > this.contextLength) throw new ValueError(`PagedLlama.run: positions up to ${s.start + c} exceed the context of ${this.contextLength}`);
+      const past = Array.from({ length: s.start }, (_, j) => slotOf(s.blockTable, this.blockSize, j));
+      for (let i = 0; i < c; i++) {
+        const row = r + i;
+        const tok = s.tokens[i]!;
+        if (!(Number.isInteger(tok) && tok >= 0 && tok < this.vocabSize)) throw new ValueError(`PagedLlama.run: token id ${tok} is outside [0, ${this.vocabSize})`);
+        ids[row] = tok;
+        pos[row] = s.start + i;
+        pastSlots.set(past, row * M);
+        mask.fill(0, row * W, row * W + s.start);
+        mask.fill(0, row * W + M + r, row * W + M + row + 1);
+        newSlots.push(slotOf(s.blockTable, this.blockSize, s.start + i));
+      }
+      r += c;
+      if (s.wantLogits) rows[li++] = r - 1;
+    }
+    // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
+    for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
+    const key = `${N}x${M}x${S}`;
+    this.shapes.add(key);
+    const dev = { device: this.device };
+    const inputs = [
+      tensor(ids, { ...dev, dtype: 'i32', shape: [N] }),
+      tensor(pos, { ...dev, dtype: 'i32', shape: [N] }),
+      tensor(pastSlots, { ...dev, dtype: 'i32', shape: [N * M] }),
+      tensor(mask, { ...dev, shape: [N, W] }),
+      tensor(rows, { ...dev, dtype: 'i32', shape: [S] }),
+    ];
+    let outs: Tensor[] | undefined;
+    try {
+      outs = this.step(...inputs);
+      const rt = getRuntime(this.device);
+      for (let l = 0; l < this.kPool.length; l++) {
+        copyRowsToSlots(rt, outs[1 + 2 * l]!.node.buffer.mem, this.kPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
+        copyRowsToSlots(rt, outs[2 + 2 * l]!.node.buffer.mem, this.vPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
+      }
+      const logits = outs[0]!.dataSync() as Float32Array;
+      const V = this.vocabSize;
+      let k = 0;
+      return seqs.map((s) => (s.wantLogits ? logits.slice(k * V, ++k * V) : undefined));
+    } finally {
+      for (const t of inputs) t.dispose();
+      for (const t of outs ?? []) t.dispose();
+    }
+  }
+
+  /** Free the pools and the compiled steps. */
+  dispose(): void {
+    this.step.reset();
+    for (const t of [...this.kPool, ...this.vPool, this.cos, this.sin]) t.dispose();
+  }
+}
