@@ -5,6 +5,7 @@
  */
 export * from './tensor/tensor.js';
 export { noGrad, enableGrad, manualSeed, tidy } from './tensor/context.js';
+export { checkpoint } from './tensor/checkpoint.js';
 export { engineOptions, lastRealizeStats, realizeTotals, planSchedule, describeSchedule } from './tensor/realize.js';
 export * from './errors.js';
 export type { DType } from './dtype.js';

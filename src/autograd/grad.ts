@@ -136,6 +136,7 @@ function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
       return [x];
     }
     case 'CONTIGUOUS':
+    case 'RECOMPUTE':
       return [g];
     case 'DETACH':
       return [undefined];
@@ -152,9 +153,24 @@ export function recordOrigin(buffer: LazyNode, graph: LazyNode): void {
   origins.set(buffer, graph);
 }
 
+// Outputs of checkpointed segments, mapped to their recomputation (a copy of the segment on RECOMPUTE
+// inputs). The backward pass differentiates the copy, so the forward's activations inside the segment
+// have no backward consumers and die in the forward pass; the copy is computed where the backward needs it.
+const recomputations = new WeakMap<LazyNode, LazyNode>();
+
+/** Differentiate `forward` through `copy` (same value, distinct nodes) instead of through its own graph. */
+export function recordRecomputation(forward: LazyNode, copy: LazyNode): void {
+  recomputations.set(forward, copy);
+}
+
+/** The node standing in for `n` in the backward pass, if any (a recorded origin or a recomputation). */
+function redirect(n: LazyNode): LazyNode | undefined {
+  return n.op === 'BUFFER' ? origins.get(n) : recomputations.get(n);
+}
+
 /** Sources for differentiation: a realized buffer with a recorded origin stands for its graph. */
 function diffSources(n: LazyNode): readonly LazyNode[] {
-  const o = n.op === 'BUFFER' ? origins.get(n) : undefined;
+  const o = redirect(n);
   return o ? [o] : n.src;
 }
 
@@ -180,7 +196,7 @@ export function gradients(root: LazyNode, rootGrad: LazyNode, targets: ReadonlyS
     if (!g || !onPath.has(n) || targets.has(n)) continue;
     const srcs = diffSources(n);
     if (srcs.length === 0) continue;
-    const contributions = n.op === 'BUFFER' ? [g] : rule(n, g);
+    const contributions = n.op === 'BUFFER' || redirect(n) ? [g] : rule(n, g);
     srcs.forEach((s, j) => {
       const d = contributions[j];
       if (!d || !onPath.has(s)) return;

@@ -141,6 +141,7 @@ export function lowerKernel(k: ScheduledKernel): KernelIR {
       case 'CAST':
         return define(n.dtype, { k: 'cast', src: lower(n.src[0]!, idx, valid), from: n.src[0]!.dtype });
       case 'DETACH':
+      case 'RECOMPUTE':
       case 'CONTIGUOUS':
         return lower(n.src[0]!, idx, valid);
       case 'GATHER': {

@@ -167,6 +167,25 @@ export function gatherNode(table: LazyNode, indices: LazyNode): LazyNode {
   return make('GATHER', table.dtype, [...indices.shape, table.shape[1]!], [contiguousNode(table), indices]);
 }
 
+/** An identity tagged with `segment`: a distinct graph node for the same value (checkpoint recomputation). */
+export function recomputeNode(x: LazyNode, segment: number): LazyNode {
+  return make('RECOMPUTE', x.dtype, x.shape, [x], segment);
+}
+
+/**
+ * `n` with its sources replaced (same op, dtype, shape and argument): how a subgraph is copied onto other
+ * inputs. Returns `n` itself when the sources are unchanged (hash-consing makes them one node anyway).
+ */
+export function withSources(n: LazyNode, src: readonly LazyNode[]): LazyNode {
+  if (src.length !== n.src.length) throw new Error(`withSources: ${n.op} has ${n.src.length} sources, got ${src.length}`);
+  if (src.every((s, i) => s === n.src[i])) return n;
+  src.forEach((s, i) => {
+    const o = n.src[i]!;
+    if (s.dtype !== o.dtype || !sameShape(s.shape, o.shape)) throw new Error(`withSources: source ${i} of ${n.op} must be ${o.dtype}[${o.shape}], got ${s.dtype}[${s.shape}]`);
+  });
+  return make(n.op, n.dtype, n.shape, src, n.arg);
+}
+
 export function detachNode(x: LazyNode): LazyNode {
   if (x.op === 'DETACH' || x.op === 'BUFFER' || x.op === 'CONST') return x;
   return make('DETACH', x.dtype, x.shape, [x]);

@@ -23,10 +23,12 @@ export const MOVEMENT_OPS = ['RESHAPE', 'PERMUTE', 'EXPAND', 'PAD', 'SHRINK', 'F
 export const SOURCE_OPS = ['BUFFER', 'CONST', 'ARANGE', 'RAND'] as const;
 /**
  * WHERE (cond, a, b); CONTIGUOUS forces materialisation; DETACH is an identity that stops gradients;
+ * RECOMPUTE (arg: a segment id) is an identity that gradients pass through, whose only job is to give a
+ * checkpointed segment's backward-pass copy a graph identity of its own (see autograd/checkpoint.ts);
  * GATHER (table [V, C] materialised, integer indices S) → [...S, C]: row `indices[s]` of the table (a
  * data-dependent load; rows outside [0, V) read 0). Embedding lookups read one row, not the table.
  */
-export const OTHER_OPS = ['WHERE', 'CONTIGUOUS', 'DETACH', 'GATHER'] as const;
+export const OTHER_OPS = ['WHERE', 'CONTIGUOUS', 'DETACH', 'RECOMPUTE', 'GATHER'] as const;
 
 export type UnaryOp = (typeof UNARY_OPS)[number];
 export type BinaryOp = (typeof BINARY_OPS)[number];
@@ -45,7 +47,7 @@ export const isBinary = (op: Op): op is BinaryOp => binary.has(op);
 export const isReduce = (op: Op): op is ReduceOp => reduce.has(op);
 export const isMovement = (op: Op): op is MovementOp => movement.has(op);
 /** Ops computed per element from operands at the same index (fusable into any kernel). */
-export const isElementwise = (op: Op): boolean => unary.has(op) || binary.has(op) || op === 'WHERE' || op === 'DETACH';
+export const isElementwise = (op: Op): boolean => unary.has(op) || binary.has(op) || op === 'WHERE' || op === 'DETACH' || op === 'RECOMPUTE';
 
 /** Rough cost of one evaluation, used by the scheduler to decide recompute versus store. */
 export function aluCost(op: Op): number {
@@ -61,6 +63,7 @@ export function aluCost(op: Op): number {
     case 'RECIP':
       return 2;
     case 'DETACH':
+    case 'RECOMPUTE':
       return 0;
     default:
       return 1;

@@ -13,6 +13,7 @@ import * as F from './functional.js';
 import { Dropout, Embedding, LayerNorm, Linear, normalInit } from './layers.js';
 import { Module, ModuleList } from './module.js';
 import { jit } from '../jit/jit.js';
+import { checkpoint } from '../tensor/checkpoint.js';
 import { checkSampling, mulberry32, sampleToken } from './sampling.js';
 import type { Jitted } from '../jit/jit.js';
 
@@ -157,6 +158,12 @@ export class GPT extends Module {
   readonly drop: Dropout;
   readonly h: ModuleList<Block>;
   readonly lnF: LayerNorm;
+  /**
+   * Recompute each block's activations in the backward pass instead of storing them ({@link checkpoint}):
+   * activation memory drops from all blocks' to one block's plus the block inputs, for one more forward
+   * pass of compute. Off by default; gradients are identical either way.
+   */
+  checkpointing = false;
 
   /** @throws ValueError for a non-positive size, `nEmbd % nHead !== 0`, or dropout outside [0, 1). */
   constructor(config: GPTConfig) {
@@ -199,7 +206,7 @@ export class GPT extends Module {
     const pos = arange(T, undefined, 1, { device: idx.device });
     let x = this.wte.forward(idx).add(this.wpe.forward(pos)); // [B, T, C] + [T, C]
     x = this.drop.forward(x);
-    for (const block of this.h) x = block.forward(x);
+    for (const block of this.h) x = this.checkpointing ? checkpoint((h: Tensor) => block.forward(h))(x) : block.forward(x);
     x = this.lnF.forward(x);
     const logits = x.matmul(this.wte.weight.T); // weight tying: the head is wteᵀ
     if (!targets) return { logits };

@@ -11,6 +11,7 @@
  * [pos, pos + T) of the cache and attends to every cached position ≤ its own, with `pos` a device tensor
  * so that one jitted step serves every position.
  */
+import { checkpoint } from '../tensor/checkpoint.js';
 import { isFloat } from '../dtype.js';
 import { DTypeError, ShapeError, ValueError } from '../errors.js';
 import { jit, type Jitted } from '../jit/jit.js';
@@ -252,6 +253,8 @@ export class Llama extends Module {
   readonly layers: ModuleList<LlamaBlock>;
   readonly norm: RMSNorm;
   readonly lmHead: Linear | undefined;
+  /** Recompute each block's activations in the backward pass instead of storing them (see {@link checkpoint}). */
+  checkpointing = false;
   private readonly cosTable: Float32Array;
   private readonly sinTable: Float32Array;
   private stepFns = new Map<string, Jitted<Tensor>>();
@@ -306,7 +309,7 @@ export class Llama extends Module {
       allowed: arange(T, undefined, 1, { device }).reshape([1, T]).le(arange(T, undefined, 1, { device }).reshape([T, 1])),
     };
     let x = this.embedTokens.forward(idx);
-    for (const layer of this.layers) x = layer.forward(x, pos).h;
+    for (const layer of this.layers) x = this.checkpointing ? checkpoint((h: Tensor) => layer.forward(h, pos).h)(x) : layer.forward(x, pos).h;
     const logits = this.logits(x);
     if (!targets) return { logits };
     const V = this.config.vocabSize;

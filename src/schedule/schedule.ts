@@ -71,6 +71,13 @@ export interface ScheduleOptions {
    * buffer's old value first.
    */
   late?: ReadonlySet<LazyNode>;
+  /**
+   * For each late output, the buffer it overwrites (compared by identity against BUFFER nodes' `buffer`).
+   * With it, a late kernel runs as soon as its inputs are ready and every other kernel that reads the old
+   * value has run, instead of at the very end: a parameter's update then frees its gradient right after
+   * the backward pass has used the parameter, so gradients are not all alive at once.
+   */
+  lateTargets?: ReadonlyMap<LazyNode, unknown>;
 }
 
 type Walk = (n: LazyNode, inReduce: boolean, expansion: number) => void;
@@ -168,11 +175,69 @@ export function createSchedule(outputs: readonly LazyNode[], opts: ScheduleOptio
     const late = new Set<LazyNode>();
     const dependsOnLate = (n: LazyNode): boolean => inputsOf(n, isInput).inputs.some((i) => late.has(i));
     for (const n of roots) if (opts.late.has(n) || dependsOnLate(n)) late.add(n);
-    roots = [...roots.filter((n) => !late.has(n)), ...roots.filter((n) => late.has(n))];
+    roots = opts.lateTargets ? placeLate(roots, late, opts.lateTargets, isInput) : [...roots.filter((n) => !late.has(n)), ...roots.filter((n) => late.has(n))];
   }
   const kernels: ScheduledKernel[] = [];
   for (const n of roots) kernels.push(buildKernel(kernels.length, n, isInput));
   return { kernels, outputs };
+}
+
+/**
+ * Order kernels so that each late kernel (an in-place write and what depends on it) runs at the first
+ * point where all its inputs exist and every other kernel reading the buffer it overwrites has run. The
+ * other kernels keep their depth-first order. A write placed too early would still be correct (the
+ * engine then writes a temporary and copies at the end) but would cost memory, so readers are waited for.
+ */
+function placeLate(roots: readonly LazyNode[], late: ReadonlySet<LazyNode>, targets: ReadonlyMap<LazyNode, unknown>, isInput: (n: LazyNode) => boolean): LazyNode[] {
+  const inputs = new Map<LazyNode, LazyNode[]>();
+  const readersOf = new Map<unknown, LazyNode[]>();
+  for (const n of roots) {
+    const ins = inputsOf(n, isInput).inputs;
+    inputs.set(n, ins);
+    for (const i of ins) {
+      if (i.op !== 'BUFFER') continue;
+      let r = readersOf.get(i.buffer);
+      if (!r) readersOf.set(i.buffer, (r = []));
+      r.push(n);
+    }
+  }
+  // Kernels each late kernel waits for: its materialised inputs, and the readers of its target.
+  const waits = new Map<LazyNode, LazyNode[]>();
+  const rootSet = new Set(roots);
+  for (const n of roots) {
+    if (!late.has(n)) continue;
+    const w = inputs.get(n)!.filter((i) => rootSet.has(i));
+    const target = targets.get(n);
+    if (target !== undefined) for (const r of readersOf.get(target) ?? []) if (r !== n) w.push(r);
+    waits.set(n, w);
+  }
+  const done = new Set<LazyNode>();
+  const out: LazyNode[] = [];
+  let pending = roots.filter((n) => late.has(n));
+  const flush = () => {
+    for (let progress = true; progress && pending.length; ) {
+      progress = false;
+      const still: LazyNode[] = [];
+      for (const n of pending) {
+        if (waits.get(n)!.every((w) => done.has(w))) {
+          out.push(n);
+          done.add(n);
+          progress = true;
+        } else still.push(n);
+      }
+      pending = still;
+    }
+  };
+  for (const n of roots) {
+    if (late.has(n)) continue;
+    out.push(n);
+    done.add(n);
+    flush();
+  }
+  flush();
+  // Cycles cannot happen between readers and writers of distinct buffers; anything left keeps its order.
+  out.push(...pending);
+  return out;
 }
 
 function inputsOf(root: LazyNode, isInput: (n: LazyNode) => boolean): { inputs: LazyNode[]; inline: LazyNode[] } {

@@ -57,7 +57,8 @@ export interface PlannedSchedule {
 export function planSchedule(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): PlannedSchedule {
   const outs = [...new Set(nodes)].filter((n) => n.op !== 'BUFFER');
   const late = inPlace ? new Set(inPlace.keys()) : undefined;
-  const schedule = createSchedule(outs, { maxBuffersPerKernel: rt.limits.maxBuffersPerKernel, late });
+  const lateTargets = inPlace ? new Map([...inPlace].map(([n, b]) => [n, b as unknown])) : undefined;
+  const schedule = createSchedule(outs, { maxBuffersPerKernel: rt.limits.maxBuffersPerKernel, late, lateTargets });
   const outputSet = new Set(outs);
   let plan = planMemory(schedule.kernels, outputSet, rt.limits.bufferAlignment);
   if (!engineOptions.memoryPlanning) plan = unplanned(plan);
