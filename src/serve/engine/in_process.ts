@@ -1,0 +1,110 @@
+/**
+ * The engine loop on the calling thread: one scheduler step per macrotask (`setImmediate`), so requests
+ * submitted and cancelled between steps join and leave the batch at the next step. A step blocks the
+ * event loop while it computes; servers use the worker engine (`createEngine`), this one serves tests,
+ * benchmarks and the worker itself.
+ */
+import type { Llama } from '../../nn/llama.js';
+import { EngineOverloadedError, type Engine, type EngineCallbacks, type EngineHandle, type EngineRequest, type EngineStats, type ServedModelInfo } from '../types.js';
+import { buildServingStack, resolveEngineOptions, warmUp, type EngineOptions } from './options.js';
+import type { PagedLlama } from './paged_model.js';
+import type { Scheduler, StepReport } from './scheduler.js';
+
+/** Options of {@link createInProcessEngine}: those of `createEngine`, with a model object allowed. */
+export type InProcessEngineOptions = Omit<EngineOptions, 'model'> & {
+  /** A GGUF path, or a Llama already on the engine's device. */
+  model: string | Llama;
+  /** Called after every step (the worker uses it to stream results). */
+  onStep?: (report: StepReport) => void;
+};
+
+export class InProcessEngine implements Engine {
+  private looping = false;
+  private closed = false;
+  private isReady = false;
+  private idle: (() => void)[] = [];
+
+  constructor(
+    readonly model: ServedModelInfo,
+    readonly scheduler: Scheduler,
+    readonly paged: PagedLlama,
+    private readonly onStep?: (report: StepReport) => void,
+  ) {}
+
+  /** Mark ready (the first step is compiled). */
+  markReady(): void {
+    this.isReady = true;
+  }
+
+  submit(req: EngineRequest, cb: EngineCallbacks): EngineHandle {
+    if (this.closed) throw new EngineOverloadedError('the engine is shutting down', 5);
+    const h = this.scheduler.submit(req, cb);
+    this.kick();
+    return {
+      cancel: () => {
+        h.cancel();
+        this.kick();
+      },
+      finish: () => {
+        h.finish();
+        this.kick();
+      },
+    };
+  }
+
+  stats(): EngineStats {
+    return this.scheduler.stats();
+  }
+
+  ready(): boolean {
+    return this.isReady && !this.closed;
+  }
+
+  /** Resolves when no request is waiting or running. */
+  whenIdle(): Promise<void> {
+    if (!this.looping && !this.scheduler.hasWork()) return Promise.resolve();
+    return new Promise((resolve) => this.idle.push(resolve));
+  }
+
+  /** Start the step loop if it is not running. */
+  private kick(): void {
+    if (this.looping || this.closed) return;
+    this.looping = true;
+    setImmediate(this.loop);
+  }
+
+  private readonly loop = (): void => {
+    if (this.closed) return;
+    const report = this.scheduler.step();
+    if (report) this.onStep?.(report);
+    if (this.scheduler.hasWork() && report) {
+      setImmediate(this.loop);
+      return;
+    }
+    this.looping = false;
+    // Work left but no step possible would be a scheduler bug: fail those requests instead of hanging.
+    if (this.scheduler.hasWork()) this.scheduler.endAll('error', 'the scheduler could not make progress');
+    for (const f of this.idle.splice(0)) f();
+  };
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.scheduler.endAll('cancelled');
+    for (const f of this.idle.splice(0)) f();
+    this.paged.dispose();
+  }
+}
+
+/**
+ * An engine that computes on the calling thread (tests, benchmarks; `maxBatch: 1` gives the
+ * one-request-at-a-time baseline). Loads the model, sizes the KV pool and compiles the first step.
+ */
+export function createInProcessEngine(opts: InProcessEngineOptions): InProcessEngine {
+  const resolved = resolveEngineOptions(opts);
+  const stack = buildServingStack(opts.model, resolved);
+  const engine = new InProcessEngine(stack.info, stack.scheduler, stack.model, opts.onStep);
+  warmUp(stack.model);
+  engine.markReady();
+  return engine;
+}
