@@ -56,7 +56,11 @@ export function monthRange(month: string): { from: number; to: number } {
 }
 
 /** Build the invoices of `month` from a ledger or an open database, priced with `prices`. */
-export function billingReport(source: SqliteLedger | LedgerDatabase, prices: PriceTable, month: string): BillingReport {
+export function billingReport(
+  source: SqliteLedger | LedgerDatabase,
+  prices: PriceTable,
+  month: string,
+): BillingReport {
   const { from, to } = monthRange(month);
   const db = source instanceof SqliteLedger ? source.db : source;
   const rows = summarizeUsage(db, prices, { from, to });
@@ -80,10 +84,27 @@ export function billingReport(source: SqliteLedger | LedgerDatabase, prices: Pri
 }
 
 function zeroTotals(): BillingReport['totals'] {
-  return { requests: 0, promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0, cost: 0, costMicros: 0n };
+  return {
+    requests: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    cachedTokens: 0,
+    totalTokens: 0,
+    cost: 0,
+    costMicros: 0n,
+  };
 }
 
-function addTo(acc: BillingReport['totals'], r: { requests: number; promptTokens: number; completionTokens: number; cachedTokens: number; costMicros: bigint }): void {
+function addTo(
+  acc: BillingReport['totals'],
+  r: {
+    requests: number;
+    promptTokens: number;
+    completionTokens: number;
+    cachedTokens: number;
+    costMicros: bigint;
+  },
+): void {
   acc.requests += r.requests;
   acc.promptTokens += r.promptTokens;
   acc.completionTokens += r.completionTokens;
@@ -96,30 +117,75 @@ function addTo(acc: BillingReport['totals'], r: { requests: number; promptTokens
 /** Lay out rows as columns: the first left-aligned, the rest right-aligned (numbers). */
 function table(rows: string[][]): string[] {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd());
+  return rows.map((r) =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
 }
 
 /** The invoice text: per tenant, a line per model and a tenant total; then the grand total. */
 export function formatBillingReport(r: Omit<BillingReport, 'text'>): string {
-  const out = [`Tessera usage invoice: ${r.month} (UTC ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}), ${r.currency}`];
+  const out = [
+    `Tessera usage invoice: ${r.month} (UTC ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}), ${r.currency}`,
+  ];
   if (r.tenants.length === 0) {
     out.push('', 'no usage in this month');
     return out.join('\n') + '\n';
   }
   const n = (x: number) => x.toLocaleString('en-US');
-  const head = ['model', 'requests', 'prompt', 'cached', 'completion', 'total tokens', `cost (${r.currency})`];
+  const head = [
+    'model',
+    'requests',
+    'prompt',
+    'cached',
+    'completion',
+    'total tokens',
+    `cost (${r.currency})`,
+  ];
   for (const t of r.tenants) {
     const rows = [head];
     for (const l of t.lines) {
-      rows.push([l.model + (l.priced ? '' : ' (unpriced)'), n(l.requests), n(l.promptTokens), n(l.cachedTokens), n(l.completionTokens), n(l.promptTokens + l.completionTokens), formatMicros(l.costMicros)]);
+      rows.push([
+        l.model + (l.priced ? '' : ' (unpriced)'),
+        n(l.requests),
+        n(l.promptTokens),
+        n(l.cachedTokens),
+        n(l.completionTokens),
+        n(l.promptTokens + l.completionTokens),
+        formatMicros(l.costMicros),
+      ]);
     }
-    rows.push(['total', n(t.requests), n(t.promptTokens), n(t.cachedTokens), n(t.completionTokens), n(t.totalTokens), formatMicros(t.costMicros)]);
+    rows.push([
+      'total',
+      n(t.requests),
+      n(t.promptTokens),
+      n(t.cachedTokens),
+      n(t.completionTokens),
+      n(t.totalTokens),
+      formatMicros(t.costMicros),
+    ]);
     const lines = table(rows);
     const rule = '-'.repeat(Math.max(...lines.map((l) => l.length)));
-    out.push('', `Tenant ${t.tenantName} (${t.tenantId})`, lines[0]!, rule, ...lines.slice(1, -1), rule, lines.at(-1)!);
+    out.push(
+      '',
+      `Tenant ${t.tenantName} (${t.tenantId})`,
+      lines[0]!,
+      rule,
+      ...lines.slice(1, -1),
+      rule,
+      lines.at(-1)!,
+    );
   }
   const T = r.totals;
-  out.push('', `All tenants: ${n(T.requests)} requests, ${n(T.totalTokens)} tokens (${n(T.promptTokens)} prompt, ${n(T.cachedTokens)} cached, ${n(T.completionTokens)} completion), total ${formatMicros(T.costMicros)} ${r.currency}`);
-  if (r.unpriced.length > 0) out.push(`warning: no price for ${r.unpriced.join(', ')}: counted as 0 (add them, or a "default", to the price table)`);
+  out.push(
+    '',
+    `All tenants: ${n(T.requests)} requests, ${n(T.totalTokens)} tokens (${n(T.promptTokens)} prompt, ${n(T.cachedTokens)} cached, ${n(T.completionTokens)} completion), total ${formatMicros(T.costMicros)} ${r.currency}`,
+  );
+  if (r.unpriced.length > 0)
+    out.push(
+      `warning: no price for ${r.unpriced.join(', ')}: counted as 0 (add them, or a "default", to the price table)`,
+    );
   return out.join('\n') + '\n';
 }

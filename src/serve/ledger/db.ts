@@ -83,7 +83,9 @@ export interface OpenDatabaseOptions {
  */
 export function openDatabase(path: string, options: OpenDatabaseOptions = {}): LedgerDatabase {
   if (options.mustExist && path !== ':memory:' && !existsSync(path)) {
-    throw new ValueError(`no ledger database at '${path}' (create one with \`tessera tenants create\`, or pass --db / set TESSERA_DB)`);
+    throw new ValueError(
+      `no ledger database at '${path}' (create one with \`tessera tenants create\`, or pass --db / set TESSERA_DB)`,
+    );
   }
   const db = new Database(path, { timeout: options.busyTimeoutMs ?? 10_000 });
   try {
@@ -110,7 +112,9 @@ export function schemaVersion(db: LedgerDatabase): number {
 function migrate(db: LedgerDatabase, path: string): void {
   const found = schemaVersion(db);
   if (found > SCHEMA_VERSION) {
-    throw new FormatError(`'${path}' has ledger schema version ${found}, newer than this Tessera's ${SCHEMA_VERSION}: upgrade Tessera`);
+    throw new FormatError(
+      `'${path}' has ledger schema version ${found}, newer than this Tessera's ${SCHEMA_VERSION}: upgrade Tessera`,
+    );
   }
   for (let v = found; v < SCHEMA_VERSION; v++) {
     db.transaction(() => {

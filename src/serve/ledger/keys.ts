@@ -60,7 +60,8 @@ function toTenant(r: TenantRow): Tenant {
 
 function checkLimit(name: string, v: number | undefined): number | null {
   if (v === undefined) return null;
-  if (!Number.isSafeInteger(v) || v < 0) throw new ValueError(`${name} must be an integer >= 0 (or unset for unlimited), got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new ValueError(`${name} must be an integer >= 0 (or unset for unlimited), got ${v}`);
   return v;
 }
 
@@ -69,37 +70,66 @@ function checkLimit(name: string, v: number | undefined): number | null {
  * commands taking "name or id" are never ambiguous.
  * @throws ValueError for a bad or taken name or a negative limit.
  */
-export function createTenant(db: LedgerDatabase, options: CreateTenantOptions, now: number = Date.now()): Tenant {
+export function createTenant(
+  db: LedgerDatabase,
+  options: CreateTenantOptions,
+  now: number = Date.now(),
+): Tenant {
   const name = options.name.trim();
-  if (name.length === 0 || name.length > 100) throw new ValueError(`tenant name must be 1 to 100 characters, got '${options.name}'`);
-  if (TENANT_ID.test(name)) throw new ValueError(`tenant name '${name}' looks like a tenant id (ten_ + 16 hex digits): choose another name`);
+  if (name.length === 0 || name.length > 100)
+    throw new ValueError(`tenant name must be 1 to 100 characters, got '${options.name}'`);
+  if (TENANT_ID.test(name))
+    throw new ValueError(
+      `tenant name '${name}' looks like a tenant id (ten_ + 16 hex digits): choose another name`,
+    );
   const rpm = checkLimit('requestsPerMinute', options.limits?.requestsPerMinute);
   const tpm = checkLimit('tokensPerMinute', options.limits?.tokensPerMinute);
   if (findTenant(db, name)) throw new ValueError(`tenant '${name}' already exists`);
   const id = `ten_${randomBytes(8).toString('hex')}`;
-  prepared(db, 'INSERT INTO tenants (id, name, admin, rpm, tpm, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(id, name, options.admin ? 1 : 0, rpm, tpm, now);
+  prepared(db, 'INSERT INTO tenants (id, name, admin, rpm, tpm, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(
+    id,
+    name,
+    options.admin ? 1 : 0,
+    rpm,
+    tpm,
+    now,
+  );
   return toTenant({ id, name, admin: options.admin ? 1 : 0, rpm, tpm });
 }
 
 /** Change a tenant's limits (undefined fields become unlimited) or admin flag. */
-export function updateTenant(db: LedgerDatabase, nameOrId: string, change: { admin?: boolean; limits?: TenantLimits }): Tenant {
+export function updateTenant(
+  db: LedgerDatabase,
+  nameOrId: string,
+  change: { admin?: boolean; limits?: TenantLimits },
+): Tenant {
   const t = requireTenant(db, nameOrId);
   const limits = change.limits ?? t.limits;
   const admin = change.admin ?? t.admin;
   const rpm = checkLimit('requestsPerMinute', limits.requestsPerMinute);
   const tpm = checkLimit('tokensPerMinute', limits.tokensPerMinute);
-  prepared(db, 'UPDATE tenants SET admin = ?, rpm = ?, tpm = ? WHERE id = ?').run(admin ? 1 : 0, rpm, tpm, t.id);
+  prepared(db, 'UPDATE tenants SET admin = ?, rpm = ?, tpm = ? WHERE id = ?').run(
+    admin ? 1 : 0,
+    rpm,
+    tpm,
+    t.id,
+  );
   return toTenant({ id: t.id, name: t.name, admin: admin ? 1 : 0, rpm, tpm });
 }
 
 /** All tenants, by name. */
 export function listTenants(db: LedgerDatabase): Tenant[] {
-  return (prepared(db, 'SELECT id, name, admin, rpm, tpm FROM tenants ORDER BY name').all() as TenantRow[]).map(toTenant);
+  return (
+    prepared(db, 'SELECT id, name, admin, rpm, tpm FROM tenants ORDER BY name').all() as TenantRow[]
+  ).map(toTenant);
 }
 
 /** The tenant with this id or name, or undefined. */
 export function findTenant(db: LedgerDatabase, nameOrId: string): Tenant | undefined {
-  const r = prepared(db, 'SELECT id, name, admin, rpm, tpm FROM tenants WHERE id = ? OR name = ?').get(nameOrId, nameOrId) as TenantRow | undefined;
+  const r = prepared(db, 'SELECT id, name, admin, rpm, tpm FROM tenants WHERE id = ? OR name = ?').get(
+    nameOrId,
+    nameOrId,
+  ) as TenantRow | undefined;
   return r && toTenant(r);
 }
 
@@ -123,7 +153,10 @@ export function createKey(db: LedgerDatabase, tenantNameOrId: string, now: numbe
   const secret = `${KEY_PREFIX}${keyId}-${random}`;
   // The id alone is the display prefix: showing any of the random part would weaken the key for nothing.
   const prefix = `${KEY_PREFIX}${keyId}`;
-  prepared(db, 'INSERT INTO api_keys (id, tenant_id, secret_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)').run(keyId, tenant.id, sha256(secret), prefix, now);
+  prepared(
+    db,
+    'INSERT INTO api_keys (id, tenant_id, secret_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)',
+  ).run(keyId, tenant.id, sha256(secret), prefix, now);
   return { keyId, tenantId: tenant.id, secret, prefix, createdAt: now };
 }
 
@@ -134,7 +167,9 @@ export function listKeys(db: LedgerDatabase, tenantNameOrId?: string): ApiKeyInf
   const rows = (
     tenantNameOrId === undefined
       ? prepared(db, `${sql} ORDER BY k.created_at DESC, k.id`).all()
-      : prepared(db, `${sql} WHERE k.tenant_id = ? ORDER BY k.created_at DESC, k.id`).all(requireTenant(db, tenantNameOrId).id)
+      : prepared(db, `${sql} WHERE k.tenant_id = ? ORDER BY k.created_at DESC, k.id`).all(
+          requireTenant(db, tenantNameOrId).id,
+        )
   ) as (Omit<ApiKeyInfo, 'revokedAt'> & { revokedAt: number | null })[];
   return rows.map(({ revokedAt, ...r }) => (revokedAt === null ? r : { ...r, revokedAt }));
 }
@@ -152,7 +187,8 @@ function keyIdOf(s: string): string {
  */
 export function revokeKey(db: LedgerDatabase, keyIdOrPrefix: string, now: number = Date.now()): boolean {
   const keyId = keyIdOf(keyIdOrPrefix);
-  const r = prepared(db, 'SELECT revoked_at FROM api_keys WHERE id = ?').get(keyId) as { revoked_at: number | null } | undefined;
+  const r = prepared(db, 'SELECT revoked_at FROM api_keys WHERE id = ?').get(keyId) as
+    { revoked_at: number | null } | undefined;
   if (!r) throw new ValueError(`no API key with id '${keyIdOrPrefix}' (see \`tessera keys list\`)`);
   if (r.revoked_at !== null) return false;
   prepared(db, 'UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, keyId);

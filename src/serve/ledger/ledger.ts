@@ -48,7 +48,8 @@ const SUMMARY_ORDER = 'GROUP BY u.tenant_id, u.model ORDER BY t.name, u.model';
  * tenant name then model. Cost is linear in tokens, so pricing the summed tokens is exact.
  */
 export function summarizeUsage(db: LedgerDatabase, prices: PriceTable, q: SummaryQuery): PricedSummaryRow[] {
-  if (!Number.isFinite(q.from) || !Number.isFinite(q.to)) throw new ValueError(`summary range must be finite epoch milliseconds, got [${q.from}, ${q.to})`);
+  if (!Number.isFinite(q.from) || !Number.isFinite(q.to))
+    throw new ValueError(`summary range must be finite epoch milliseconds, got [${q.from}, ${q.to})`);
   const rows = (
     q.tenantId === undefined
       ? prepared(db, `${SUMMARY_SELECT} ${SUMMARY_ORDER}`).all(q.from, q.to)
@@ -65,17 +66,26 @@ function checkRecord(r: UsageRecord): void {
   const bad = (what: string): never => {
     throw new ValueError(`usage record '${r.requestId}': ${what}`);
   };
-  if (typeof r.requestId !== 'string' || r.requestId.length === 0) throw new ValueError('usage record: requestId must be a non-empty string');
+  if (typeof r.requestId !== 'string' || r.requestId.length === 0)
+    throw new ValueError('usage record: requestId must be a non-empty string');
   for (const k of ['promptTokens', 'completionTokens', 'cachedTokens'] as const) {
     if (!Number.isSafeInteger(r[k]) || r[k] < 0) bad(`${k} must be an integer >= 0, got ${r[k]}`);
   }
-  if (r.cachedTokens > r.promptTokens) bad(`cachedTokens (${r.cachedTokens}) exceeds promptTokens (${r.promptTokens})`);
-  if (!ENDPOINTS.has(r.endpoint)) bad(`endpoint must be /v1/completions or /v1/chat/completions, got '${r.endpoint}'`);
-  if (!FINISH_REASONS.has(r.finishReason)) bad(`finishReason must be stop, length, cancelled or error, got '${r.finishReason}'`);
-  if (!Number.isInteger(r.status) || r.status < 100 || r.status > 599) bad(`status must be an HTTP status code, got ${r.status}`);
+  if (r.cachedTokens > r.promptTokens)
+    bad(`cachedTokens (${r.cachedTokens}) exceeds promptTokens (${r.promptTokens})`);
+  if (!ENDPOINTS.has(r.endpoint))
+    bad(`endpoint must be /v1/completions or /v1/chat/completions, got '${r.endpoint}'`);
+  if (!FINISH_REASONS.has(r.finishReason))
+    bad(`finishReason must be stop, length, cancelled or error, got '${r.finishReason}'`);
+  if (!Number.isInteger(r.status) || r.status < 100 || r.status > 599)
+    bad(`status must be an HTTP status code, got ${r.status}`);
   if (!Number.isFinite(r.startedAt)) bad(`startedAt must be epoch milliseconds, got ${r.startedAt}`);
   if (!Number.isFinite(r.durationMs) || r.durationMs < 0) bad(`durationMs must be >= 0, got ${r.durationMs}`);
-  if (r.timeToFirstTokenMs !== undefined && (!Number.isFinite(r.timeToFirstTokenMs) || r.timeToFirstTokenMs < 0)) bad(`timeToFirstTokenMs must be >= 0, got ${r.timeToFirstTokenMs}`);
+  if (
+    r.timeToFirstTokenMs !== undefined &&
+    (!Number.isFinite(r.timeToFirstTokenMs) || r.timeToFirstTokenMs < 0)
+  )
+    bad(`timeToFirstTokenMs must be >= 0, got ${r.timeToFirstTokenMs}`);
 }
 
 // ON CONFLICT (request_id) DO NOTHING rather than INSERT OR IGNORE: both skip a repeated request id,
@@ -109,7 +119,9 @@ export class SqliteLedger implements Ledger {
     this.db = typeof dbOrPath === 'string' ? openDatabase(dbOrPath) : dbOrPath;
     this.prices = options.prices ?? EMPTY_PRICES;
     const st = prepared(this.db, INSERT_USAGE);
-    this.insert = this.db.transaction((r: UsageRecord) => st.run({ ...r, ttft: r.timeToFirstTokenMs ?? null }).changes === 1);
+    this.insert = this.db.transaction(
+      (r: UsageRecord) => st.run({ ...r, ttft: r.timeToFirstTokenMs ?? null }).changes === 1,
+    );
   }
 
   /** @inheritdoc */
@@ -128,7 +140,9 @@ export class SqliteLedger implements Ledger {
       return this.insert(r);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
-        throw new ValueError(`usage record '${r.requestId}': no key '${r.keyId}' belonging to tenant '${r.tenantId}'`);
+        throw new ValueError(
+          `usage record '${r.requestId}': no key '${r.keyId}' belonging to tenant '${r.tenantId}'`,
+        );
       }
       throw e;
     }

@@ -42,19 +42,27 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 function parseModelPrice(v: unknown, where: string, source: string): ModelPrice {
-  if (!isObject(v)) throw new ValueError(`${source}: ${where} must be an object like { "input": 0.5, "output": 1.5, "cached": 0.25 }`);
+  if (!isObject(v))
+    throw new ValueError(
+      `${source}: ${where} must be an object like { "input": 0.5, "output": 1.5, "cached": 0.25 }`,
+    );
   for (const k of Object.keys(v)) {
-    if (!(PRICE_FIELDS as readonly string[]).includes(k)) throw new ValueError(`${source}: ${where} has unknown field '${k}' (expected input, output, cached)`);
+    if (!(PRICE_FIELDS as readonly string[]).includes(k))
+      throw new ValueError(`${source}: ${where} has unknown field '${k}' (expected input, output, cached)`);
   }
   const num = (k: (typeof PRICE_FIELDS)[number]): number => {
     const x = v[k];
     if (typeof x !== 'number' || !Number.isFinite(x) || x < 0) {
-      throw new ValueError(`${source}: ${where}.${k} must be a number >= 0, got ${JSON.stringify(x) ?? 'nothing'}`);
+      throw new ValueError(
+        `${source}: ${where}.${k} must be a number >= 0, got ${JSON.stringify(x) ?? 'nothing'}`,
+      );
     }
     return x;
   };
-  if (v.input === undefined) throw new ValueError(`${source}: ${where}.input is missing (price per million prompt tokens)`);
-  if (v.output === undefined) throw new ValueError(`${source}: ${where}.output is missing (price per million completion tokens)`);
+  if (v.input === undefined)
+    throw new ValueError(`${source}: ${where}.input is missing (price per million prompt tokens)`);
+  if (v.output === undefined)
+    throw new ValueError(`${source}: ${where}.output is missing (price per million completion tokens)`);
   const input = num('input');
   return { input, output: num('output'), cached: v.cached === undefined ? input : num('cached') };
 }
@@ -64,16 +72,24 @@ function parseModelPrice(v: unknown, where: string, source: string): ModelPrice 
  * `prices.json: models.tiny.output must be a number >= 0, got "3"`.
  */
 export function parsePrices(json: unknown, source = 'prices'): PriceTable {
-  if (!isObject(json)) throw new ValueError(`${source}: expected a JSON object with "currency" and "models", got ${Array.isArray(json) ? 'an array' : typeof json}`);
+  if (!isObject(json))
+    throw new ValueError(
+      `${source}: expected a JSON object with "currency" and "models", got ${Array.isArray(json) ? 'an array' : typeof json}`,
+    );
   for (const k of Object.keys(json)) {
-    if (!['currency', 'models', 'default'].includes(k)) throw new ValueError(`${source}: unknown field '${k}' (expected currency, models, default)`);
+    if (!['currency', 'models', 'default'].includes(k))
+      throw new ValueError(`${source}: unknown field '${k}' (expected currency, models, default)`);
   }
   const currency = json.currency ?? 'USD';
   if (typeof currency !== 'string' || !/^[A-Za-z]{1,10}$/.test(currency)) {
-    throw new ValueError(`${source}: currency must be a currency code such as "USD", got ${JSON.stringify(currency)}`);
+    throw new ValueError(
+      `${source}: currency must be a currency code such as "USD", got ${JSON.stringify(currency)}`,
+    );
   }
-  if (json.models === undefined) throw new ValueError(`${source}: models is missing (an object from model id to prices)`);
-  if (!isObject(json.models)) throw new ValueError(`${source}: models must be an object from model id to prices`);
+  if (json.models === undefined)
+    throw new ValueError(`${source}: models is missing (an object from model id to prices)`);
+  if (!isObject(json.models))
+    throw new ValueError(`${source}: models must be an object from model id to prices`);
   const models: Record<string, ModelPrice> = {};
   for (const [id, p] of Object.entries(json.models)) models[id] = parseModelPrice(p, `models.${id}`, source);
   const table: PriceTable = { currency, models };
@@ -145,7 +161,10 @@ export function costMicros(price: ModelPrice, t: TokenCounts): bigint {
     [t.completionTokens, price.output],
   ];
   const decs = terms.map(([n, p]) => {
-    if (!Number.isSafeInteger(n) || n < 0) throw new ValueError(`token counts must be integers with 0 <= cached <= prompt, got ${JSON.stringify(t)}`);
+    if (!Number.isSafeInteger(n) || n < 0)
+      throw new ValueError(
+        `token counts must be integers with 0 <= cached <= prompt, got ${JSON.stringify(t)}`,
+      );
     return { n: BigInt(n), d: toDecimal(p) };
   });
   const scale = Math.max(...decs.map((x) => x.d.scale));
@@ -173,4 +192,3 @@ export function formatMicros(micros: bigint): string {
 export function cost(price: ModelPrice | undefined, t: TokenCounts): number {
   return price ? microsToNumber(costMicros(price, t)) : 0;
 }
-

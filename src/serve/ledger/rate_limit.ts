@@ -56,7 +56,11 @@ export class RateLimiter {
     if (rpm !== undefined && w.requests.length >= rpm) {
       // Admitted once the oldest requests leave the window (all of them when rpm is 0: never, so a minute).
       const oldest = rpm === 0 ? now : w.requests[w.requests.length - rpm]!;
-      return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: this.secondsUntil(oldest + this.windowMs, now) };
+      return {
+        ok: false,
+        limit: 'requests_per_minute',
+        retryAfterSeconds: this.secondsUntil(oldest + this.windowMs, now),
+      };
     }
     const est = Math.max(0, estimatedTokens);
     if (tpm !== undefined) {
