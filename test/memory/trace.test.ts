@@ -56,8 +56,8 @@ describe('startTrace', () => {
     // A run and a kernel as the runtime reports them (start time and duration), so the slice export is
     // covered whether or not this build's runtime instruments its launches yet.
     const t = now();
-    emit({ type: 'run', ts: t - 2, dur: 1.5, device: 'interp', kernels: 2, label: 'realize' });
-    emit({ type: 'kernel', ts: t - 2, dur: 0.5, device: 'interp', name: 'E_4_mul_add' });
+    emit({ type: 'run', ts: t - 2, dur: 1.5, device: 'interp', kernels: 2, label: 'trace-test-run' });
+    emit({ type: 'kernel', ts: t - 2, dur: 0.5, device: 'interp', name: 'trace_test_kernel' });
     a.dispose();
     b.dispose();
     rec.stop();
@@ -108,7 +108,7 @@ describe('startTrace', () => {
     )!;
     expect(run.tid).toBe(tidOf('interp runs'));
     expect(run.dur).toBeCloseTo(1500, 0);
-    const kernel = ev.find((e) => e.ph === 'X' && e.cat === 'kernel' && e.name === 'E_4_mul_add')!;
+    const kernel = ev.find((e) => e.ph === 'X' && e.cat === 'kernel' && e.name === 'trace_test_kernel')!;
     expect(kernel.tid).toBe(tidOf('interp kernels'));
     expect(kernel.dur).toBeCloseTo(500, 0);
     expect(kernel.ts).toBeCloseTo(run.ts, 0);

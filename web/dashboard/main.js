@@ -71,6 +71,8 @@ function fmtBytes(n) {
 
 /** @param {number} ms */
 function fmtMs(ms) {
+  if (!Number.isFinite(ms)) return '—';
+  if (ms === 0) return '0';
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
 }
 
@@ -162,7 +164,11 @@ function memoryChart(/** @type {string} */ device) {
           /** @type {number} */ _v,
           /** @type {number} */ _s,
           /** @type {number | null} */ idx,
-        ) => (idx == null ? '—' : fmtBytes(/** @type {MemoryChart} */ (chart).raw[i]?.[idx] ?? NaN)),
+        ) => {
+          // Away from the cursor the legend shows the newest value: what the device holds now.
+          const col = chart?.raw[i] ?? [];
+          return fmtBytes(col[idx ?? col.length - 1] ?? NaN);
+        },
       })),
       {
         label: 'peak',
@@ -170,7 +176,7 @@ function memoryChart(/** @type {string} */ device) {
         width: 1.5,
         dash: [6, 4],
         points: { show: false },
-        value: (_u, v) => (v == null ? '—' : fmtBytes(v)),
+        value: (u, v) => fmtBytes(v ?? u.data[u.data.length - 1]?.at(-1) ?? NaN),
       },
     ],
     // Band k fills between running sums k+1 and k: owner k's layer.
@@ -284,13 +290,13 @@ function renderSteps() {
             fill: `${RUN_COLOR}99`,
             ...(bars ? { paths: bars } : {}),
             points: { show: false },
-            value: (_u, v) => (v == null ? '—' : fmtMs(v)),
+            value: (u, v, si) => fmtMs(v ?? u.data[si]?.at(-1) ?? NaN),
           },
           {
             label: 'step time',
             stroke: STEP_COLOR,
             width: 1.5,
-            value: (_u, v) => (v == null ? '—' : fmtMs(v)),
+            value: (u, v, si) => fmtMs(v ?? u.data[si]?.at(-1) ?? NaN),
           },
         ],
       },
