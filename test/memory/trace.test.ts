@@ -103,7 +103,7 @@ describe('startTrace', () => {
       (e) =>
         e.ph === 'X' &&
         e.cat === 'run' &&
-        e.name === 'realize' &&
+        e.name === 'trace-test-run' &&
         (e.args as { kernels: number }).kernels === 2,
     )!;
     expect(run.tid).toBe(tidOf('interp runs'));
