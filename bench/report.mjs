@@ -656,6 +656,9 @@ if (gpt) {
 } else p('_No GPT results: run `node bench/gpt_step.mjs`._', '');
 
 // ---------------------------------------------------------------------------------------------------
+trainMemorySection(readResult('train_memory.json'));
+
+// ---------------------------------------------------------------------------------------------------
 p('## Caveats', '');
 p(
   `- A ${m?.logicalCpus ?? '?'}-vCPU virtual machine: the "cores" are whatever the hypervisor gives, 2-thread figures vary more than 1-thread ones, and other processes on the machine disturb measurements. ` +
@@ -709,3 +712,88 @@ if (llm?.rows?.length) {
 }
 writeFileSync(out, L.join('\n'));
 console.log(`wrote ${out}`);
+
+// ---- Training memory (bench/train_memory.mjs) ----
+function trainMemorySection(tm) {
+  p('## Training memory (peak resident memory, Tessera vs PyTorch)', '');
+  if (!tm) {
+    p('_No training-memory results: run `node bench/train_memory.mjs`._', '');
+    return;
+  }
+  const MiB = 2 ** 20;
+  const mb = (b) => (b == null ? 'n/a' : fmt(b / MiB, 0));
+  const M = (n) => (n == null ? 'n/a' : `${(n / 1e6).toFixed(1)}M`);
+  const why = (x) => {
+    if (x.killed) return x.killed;
+    const e = String(x.error ?? '').split('\n')[0];
+    if (/autocast/.test(e)) return 'no autocast in dist';
+    if (/checkpoint/.test(e)) return 'no checkpointing in dist';
+    return 'failed';
+  };
+  if (tm.quick) p('**These are `--quick` results (tiny sizes to test the harness), not the benchmark.**', '');
+  p(
+    "Peak RSS is the process's peak resident set (`VmHWM` from `/proc/self/status`, read at the end of the child process; one process per cell), " +
+      'so it includes the baseline: the resident memory after the library is loaded and before the model exists (given in parentheses). ' +
+      "Own figures: Tessera's `memory.stats()` peak (bytes its allocator tracked); PyTorch 1.13 keeps no allocator statistics on CPU, so its figure comes from " +
+      '`torch.profiler.profile(profile_memory=True)` over one extra step after `VmHWM` was read (tensor bytes live at the step start + the peak of the running sum of allocator events). ' +
+      'Ratios are Tessera / PyTorch peak RSS: below 1 means Tessera needs less memory.',
+    '',
+  );
+  const t = tm.table;
+  if (t) {
+    p(`Command: ${code(t.command)} (${t.date}). Steps per cell: PyTorch ${t.pytorch_steps} (step 1 creates the AdamW state), Tessera ${t.tessera_steps} (jit: trace, capture, first replay)${t.profile ? ', PyTorch + 1 profiled step' : ''}; ${tm.threads} threads.`, '');
+    for (const c of t.configs) {
+      p(`**${c.label}**: ${c.layers} layers, ${c.heads} heads, n_embd ${c.embd}, block ${c.block}, vocab ${c.vocab}, batch ${c.batch}, ${M(c.params)} parameters.`, '');
+      p('| features | PyTorch peak RSS MiB (baseline) | PyTorch allocator peak MiB | Tessera peak RSS MiB (baseline) | Tessera memory.stats peak MiB | Tessera / PyTorch peak RSS | Tessera / PyTorch above baseline |');
+      p('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+      for (const r of c.rows) {
+        const cell = (x) => (x.ok ? `${mb(x.peak_rss)} (${mb(x.baseline_rss)})` : `n/a (${why(x)})`);
+        const above = r.pytorch.ok && r.tessera.ok ? (r.tessera.peak_rss - r.tessera.baseline_rss) / (r.pytorch.peak_rss - r.pytorch.baseline_rss) : null;
+        p(
+          `| ${r.label} | ${cell(r.pytorch)} | ${r.pytorch.ok ? mb(r.pytorch.own_peak) : 'n/a'} | ${cell(r.tessera)} | ${r.tessera.ok ? mb(r.tessera.own_peak) : 'n/a'} | ${r.ratio_peak_rss ? r.ratio_peak_rss.toFixed(2) + 'x' : 'n/a'} | ${above ? above.toFixed(2) + 'x' : 'n/a'} |`,
+        );
+      }
+      p('');
+    }
+    const acc = [...new Set(t.configs.flatMap((c) => c.rows.map((r) => r.tessera?.detail?.accumulation).filter(Boolean)))];
+    const fails = t.configs.flatMap((c) => c.rows.flatMap((r) => ['pytorch', 'tessera'].filter((s) => !r[s].ok).map((s) => `${c.name}/${r.feature}/${s}: ${String(r[s].error).split('\n')[0]}`)));
+    const notes = [
+      "Features, the same on both sides: `bf16 autocast` = forward and loss under `torch.autocast('cpu', dtype=torch.bfloat16)` / Tessera's `autocast({ dtype: 'bf16' }, ...)` (parameters, gradients and AdamW state stay f32); " +
+        '`activation checkpointing` = every transformer block through `torch.utils.checkpoint.checkpoint` (use_reentrant=False) / Tessera GPT `checkpointing = true`; ' +
+        `\`gradient accumulation\` = ${t.configs[0]?.accum ?? '?'} micro-batches of batch/${t.configs[0]?.accum ?? '?'}, (loss/k).backward() each, then one clip + AdamW step.`,
+      'Step: forward with targets, backward, clip_grad_norm 1.0, AdamW (lr 1e-3, betas (0.9, 0.99), weight decay 0.1); same tokens on both sides (xorshift stream of bench/gpt_step.mjs). Tessera runs the step jitted (`jit(step)(x, y)`, as `tessera train`) on device `cpu`.',
+    ];
+    if (acc.length) notes.push(`Tessera's accumulation: ${acc.join('; ')}.`);
+    if (fails.length) notes.push(`Failed or unavailable cells: ${fails.map((f) => code(f)).join('; ')}.`);
+    for (const n of notes) p(`- ${n}`);
+    p('');
+  }
+  const s = tm.search;
+  if (s) {
+    const f = s.family;
+    p(`### Largest GPT trainable within ${s.budget_mib} MiB`, '');
+    p(
+      `Command: ${code(s.command)} (${s.date}). Family: ${f.layers} layers, ${f.knob} (head size ${f.headDim}), block ${f.block}, batch ${f.batch}, vocab ${f.vocab}; ` +
+        `a size fits when its peak RSS over the steps (PyTorch ${s.pytorch_steps}, Tessera ${s.tessera_steps}) is ≤ ${s.budget_mib} MiB, baseline included. ` +
+        `Search: exponential from h = ${f.startHeads} (doubling while it fits)${f.binary ? ', then binary to one head' : ' (no binary refinement in --quick)'}; a child whose RSS passes the budget${s.kill_margin_mib ? ` + ${s.kill_margin_mib} MiB` : ''} is killed (does not fit), as is one running over ${s.probe_timeout_s} s. ` +
+        `"All on" = bf16 autocast + activation checkpointing + accumulation over ${f.accum} micro-batches on both sides.`,
+      '',
+    );
+    p('| side | largest fitting | parameters | peak RSS MiB | probes (h: peak MiB or why not) |');
+    p('| --- | ---: | ---: | ---: | --- |');
+    for (const x of s.sides) {
+      const probes = x.probes.map((q) => `${q.heads}: ${q.fits ? mb(q.peak_rss) : q.killed ? `${q.killed === 'budget' ? '>' + mb(q.max_polled_rss) : 'timeout'}` : q.peak_rss ? `${mb(q.peak_rss)} ✗` : 'failed'}`).join(', ');
+      p(
+        `| ${x.label} | ${x.best ? `h=${x.best.heads}, n_embd ${x.best.embd}` : x.failed ? `n/a (${why({ error: x.failed })})` : 'nothing fits'} | ${x.best ? M(x.best.params) : 'n/a'} | ${x.best ? mb(x.best.peak_rss) : 'n/a'} | ${probes} |`,
+      );
+    }
+    p('');
+    const r = s.ratios;
+    const x2 = (v) => (v == null ? 'n/a' : `**${v.toFixed(2)}x**`);
+    p(
+      `Parameters that fit, Tessera (all on) / PyTorch (plain): ${x2(r.tessera_all_over_pytorch)}; Tessera (all on) / PyTorch (all on): ${x2(r.tessera_all_over_pytorch_all)}; Tessera (plain) / PyTorch (plain): ${x2(r.tessera_over_pytorch)}. ` +
+        `Goal: ${r.goal}: ${r.tessera_all_over_pytorch == null ? 'not measured' : r.tessera_all_over_pytorch >= 3 ? '**met**' : '**not met**'}.`,
+      '',
+    );
+  }
+}
