@@ -68,7 +68,10 @@ export const bytesOf = (text: string): number[] => [...new TextEncoder().encode(
 
 export const ACME: Tenant = { id: 'tenant-acme', name: 'acme', admin: false, limits: {} };
 export const ADMIN: Tenant = { id: 'tenant-root', name: 'root', admin: true, limits: {} };
+/** A tenant allowed one request a minute. */
+export const SLOW: Tenant = { id: 'tenant-slow', name: 'slow', admin: false, limits: { requestsPerMinute: 1 } };
 export const ACME_KEY = 'tsk-acme-secret';
+export const SLOW_KEY = 'tsk-slow-secret';
 export const ADMIN_KEY = 'tsk-root-secret';
 
 /** An in-memory {@link Ledger} with the SQLite ledger's idempotence. */
@@ -77,6 +80,7 @@ export class MemoryLedger implements Ledger {
   readonly keys = new Map<string, Principal>([
     [ACME_KEY, { tenant: ACME, keyId: 'key-acme' }],
     [ADMIN_KEY, { tenant: ADMIN, keyId: 'key-root' }],
+    [SLOW_KEY, { tenant: SLOW, keyId: 'key-slow' }],
   ]);
   summaryQueries: Array<{ from: number; to: number; tenantId?: string }> = [];
   /** When set, `record` throws it (a failing disk). */
