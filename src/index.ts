@@ -5,3 +5,6 @@
  */
 import './runtime/node_devices.js';
 export * from './api.js';
+// Node adds file-backed telemetry (snapshot files, Chrome traces) and the live dashboard.
+export * as memory from './memory/node.js';
+export { startDashboard } from './viz/index.js';

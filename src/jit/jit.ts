@@ -4,7 +4,8 @@ import { DeviceBuffer } from '../runtime/buffer.js';
 import type { DeviceMemory, Launch, Runtime } from '../runtime/device.js';
 import { drawCounter } from '../tensor/context.js';
 import type { CapturedRun } from '../tensor/realize.js';
-import { beginCapture, endCapture } from '../tensor/realize.js';
+import { beginCapture, endCapture, runLaunches } from '../tensor/realize.js';
+import { emit, hasListeners, isKernelProfiling, now } from '../memory/events.js';
 import { Tensor, realize } from '../tensor/tensor.js';
 import { bufferNode } from '../graph/node.js';
 
@@ -130,17 +131,18 @@ export function jit<R extends Tensor | Tensor[] | void>(fn: (...args: Tensor[]) 
   const replay = (plan: Plan, args: TensorArgs): R | Tensor | Tensor[] | undefined => {
     const { launches, finish } = prepareReplay(plan, args);
     const rt = plan.rt;
-    if (rt.launchMany) rt.launchMany(launches);
-    else for (const l of launches) runStep(rt, l);
+    runLaunches(rt, launches, 'jit replay', (l) => runStep(rt, l));
     return finish();
   };
 
   const replayAsync = async (plan: Plan, args: TensorArgs): Promise<R | Tensor | Tensor[] | undefined> => {
     const { launches, finish } = prepareReplay(plan, args);
     const rt = plan.rt;
-    if (rt.launchManyAsync) await rt.launchManyAsync(launches);
-    else if (rt.launchMany) rt.launchMany(launches);
-    else for (const l of launches) runStep(rt, l);
+    if (rt.launchManyAsync && !isKernelProfiling()) {
+      const start = now();
+      await rt.launchManyAsync(launches);
+      if (hasListeners()) emit({ type: 'run', ts: start, dur: now() - start, device: rt.name, kernels: launches.length, label: 'jit replay' });
+    } else runLaunches(rt, launches, 'jit replay', (l) => runStep(rt, l));
     return finish();
   };
 

@@ -6,7 +6,8 @@
  */
 import { isFloat } from '../dtype.js';
 import { DTypeError, ShapeError, ValueError } from '../errors.js';
-import { gatherRows, oneHot, rand, where, type Tensor } from '../tensor/tensor.js';
+import { autocastDType } from '../tensor/autocast.js';
+import { gatherRows, oneHot, rand, upcastUnderAutocast, where, type Tensor } from '../tensor/tensor.js';
 
 /** How a loss combines its per-element values: `'mean'` (default), `'sum'`, or `'none'` (no reduction). */
 export type Reduction = 'mean' | 'sum' | 'none';
@@ -144,6 +145,7 @@ export function layerNorm(
   eps = 1e-5,
 ): Tensor {
   requireFloat('layerNorm', 'input', x);
+  if (upcastUnderAutocast(x.dtype)) x = x.cast('f32');
   const axes = normAxes('layerNorm', x, normalizedShape);
   const ns = axes.map((a) => x.shape[a]!);
   checkAffine('layerNorm', 'weight', weight, ns, x);
@@ -170,6 +172,7 @@ export function rmsNorm(
   eps = 1e-6,
 ): Tensor {
   requireFloat('rmsNorm', 'input', x);
+  if (upcastUnderAutocast(x.dtype)) x = x.cast('f32');
   const axes = normAxes('rmsNorm', x, normalizedShape);
   const ns = axes.map((a) => x.shape[a]!);
   checkAffine('rmsNorm', 'weight', weight, ns, x);
@@ -228,11 +231,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
       `linear: input of shape [${x.shape}] does not end with in_features ${inF} of weight [${weight.shape}]`,
     );
   }
-  if (x.dtype !== weight.dtype)
+  const low = autocastDType();
+  if (x.dtype !== weight.dtype && !(low && upcastUnderAutocast(x.dtype)))
     throw new DTypeError(`linear: input dtype ${x.dtype} differs from weight dtype ${weight.dtype}`);
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== out))
     throw new ShapeError(`linear: bias has shape [${bias.shape}], expected [${out}]`);
-  return x.linear(weight, bias);
+  // Under autocast the product is low precision and so is the bias added to it (as torch.autocast).
+  return x.linear(weight, low && bias ? bias.cast(low) : bias);
 }
 
 /** GELU activation: exact (erf) form by default, `'tanh'` for GPT-2's approximation. */

@@ -128,9 +128,9 @@ export class KVCache {
   ) {
     const hd = cfg.dim / cfg.nHead;
     const shape = [batch, cfg.nKVHead, maxT, hd];
-    const make = () => zeros(shape, { device }).realize();
-    this.k = Array.from({ length: cfg.nLayer }, make);
-    this.v = Array.from({ length: cfg.nLayer }, make);
+    const make = (kind: string) => (_: unknown, i: number) => zeros(shape, { device }).realize().setMemoryOwner('kv-cache', `kv.${kind}.${i}`);
+    this.k = Array.from({ length: cfg.nLayer }, make('k'));
+    this.v = Array.from({ length: cfg.nLayer }, make('v'));
   }
 
   /** Bytes held by the cache. */

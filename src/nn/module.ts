@@ -49,6 +49,7 @@ export function asParameter(t: Tensor): Tensor {
     );
   if (!t.isRealized) t.realize();
   t.requiresGrad = true;
+  t.setMemoryOwner('parameter');
   return t;
 }
 
@@ -93,7 +94,7 @@ export class Module {
   registerParameter(name: string, t: Tensor): Tensor {
     checkName('registerParameter', name, (n) => this.taken(n));
     if (!(t instanceof Tensor)) throw new ValueError(`registerParameter: '${name}' must be a Tensor`);
-    this._params.set(name, asParameter(t));
+    this._params.set(name, asParameter(t).setMemoryOwner('parameter', name));
     return t;
   }
 

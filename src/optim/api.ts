@@ -12,3 +12,7 @@ export type { AdamWOptions } from './adamw.js';
 export { clipGradNorm } from './clip.js';
 export { cosineWithWarmup, linearWarmup, constantSchedule, LRScheduler } from './schedule.js';
 export type { LrSchedule, CosineWithWarmupOptions, LinearWarmupOptions } from './schedule.js';
+export { GradScaler } from './grad_scaler.js';
+export type { GradScalerOptions, GradScalerState } from './grad_scaler.js';
+export { GradientAccumulator } from './accumulate.js';
+export type { PrepareStepOptions } from './optimizer.js';

@@ -26,7 +26,7 @@ import type { DType } from '../dtype.js';
 import { isFloat } from '../dtype.js';
 import { DTypeError, ShapeError, ValueError } from '../errors.js';
 import { noGrad } from '../tensor/context.js';
-import { realize, tensor, Tensor } from '../tensor/tensor.js';
+import { realize, tensor, Tensor, where } from '../tensor/tensor.js';
 
 /** Options of {@link Optimizer.step}. */
 export interface StepOptions {
@@ -40,7 +40,17 @@ export interface StepOptions {
    * gradients: afterwards every `p.grad` is null, as after `zeroGrad()`.
    */
   keepGrads?: boolean;
+  /** Multiply every gradient by this 0-d tensor before the update (a loss scaler's 1/scale). */
+  gradScale?: Tensor;
+  /**
+   * A 0-d bool tensor: when true (found on the device, inside the step), every parameter and state tensor
+   * keeps its value and step counts do not advance: the step is skipped without a host round trip.
+   */
+  skipIf?: Tensor;
 }
+
+/** Options of {@link Optimizer.prepareStep}. */
+export type PrepareStepOptions = Pick<StepOptions, 'gradScale' | 'skipIf'>;
 
 /** An update built but not yet applied; see {@link Optimizer.prepareStep}. */
 export interface PendingStep {
@@ -131,12 +141,16 @@ export abstract class Optimizer {
    * plus `step`: the parameter's step count as a 0-d tensor of its dtype.
    */
   protected get state(): Record<string, Tensor>[] {
-    return (this._state ??= this.params.map((p, i) => ({ ...this.initState(p), step: tensor(this.steps[i]!, { dtype: p.dtype, device: p.device }) })));
+    return (this._state ??= this.params.map((p, i) => {
+      const s: Record<string, Tensor> = { ...this.initState(p), step: tensor(this.steps[i]!, { dtype: p.dtype, device: p.device }) };
+      for (const [k, t] of Object.entries(s)) t.setMemoryOwner('optimizer', `${this.name}.${i}.${k}`);
+      return s;
+    }));
   }
 
   private lrOn(device: string): Tensor {
     let t = this.lrTensors.get(device);
-    if (!t) this.lrTensors.set(device, (t = tensor(this._lr, { dtype: 'f32', device })));
+    if (!t) this.lrTensors.set(device, (t = tensor(this._lr, { dtype: 'f32', device }).setMemoryOwner('optimizer', `${this.name}.lr`)));
     return t;
   }
 
@@ -183,7 +197,7 @@ export abstract class Optimizer {
    * Build the update of every parameter that has a gradient, lazily, without changing anything yet.
    * Parameters whose `grad` is null are skipped (their step count does not advance).
    */
-  prepareStep(): PendingStep {
+  prepareStep(opts: PrepareStepOptions = {}): PendingStep {
     const pairs: UpdatePair[] = [];
     const advanced: number[] = [];
     noGrad(() => {
@@ -197,14 +211,16 @@ export abstract class Optimizer {
         const state = this.state[index]!;
         const step = state.step!.add(1);
         const lr = this.lrOn(param.device).cast(param.dtype);
-        const g = grad.dtype === param.dtype ? grad : grad.cast(param.dtype);
+        let g = grad.dtype === param.dtype ? grad : grad.cast(param.dtype);
+        if (opts.gradScale) g = g.mul(opts.gradScale.cast(param.dtype));
         const { step: _s, ...own } = state;
         void _s;
         pairs.push(...this.update({ index, param, grad: g, state: own, lr, step }));
         pairs.push({ target: state.step!, value: step });
         advanced.push(index);
       });
-      for (const { target, value } of pairs) target.assign(value);
+      const skip = opts.skipIf;
+      for (const { target, value } of pairs) target.assign(skip ? where(skip, target, value) : value);
     });
     let committed = false;
     return {
@@ -224,7 +240,7 @@ export abstract class Optimizer {
    * Gradients are consumed (set to null) unless `keepGrads`.
    */
   step(opts: StepOptions = {}): void {
-    const pending = this.prepareStep();
+    const pending = this.prepareStep(opts);
     const extras = [...(opts.realize ?? [])];
     const grads = opts.keepGrads
       ? this.params.flatMap((p) => (p.grad && !p.grad.isDisposed ? [p.grad] : []))

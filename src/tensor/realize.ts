@@ -5,6 +5,7 @@ import { seedKey } from '../codegen/prng.js';
 import { debugLevel, debugLog } from '../debug.js';
 import { itemsize } from '../dtype.js';
 import type { LazyNode } from '../graph/node.js';
+import { emit, hasListeners, isKernelProfiling, now } from '../memory/events.js';
 import { recordAlloc, recordFree } from '../memory/stats.js';
 import { DeviceBuffer } from '../runtime/buffer.js';
 import type { Binding, DeviceMemory, Launch, Runtime } from '../runtime/device.js';
@@ -262,14 +263,7 @@ function applyCopies(run: PreparedRun, rt: Runtime): void {
 export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<LazyNode, DeviceBuffer>): Map<LazyNode, DeviceBuffer> {
   const run = prepare(nodes, rt, inPlace);
   try {
-    if (rt.launchMany && debugLevel() < 4) rt.launchMany(run.launches);
-    else {
-      for (const [i, l] of run.launches.entries()) {
-        const t0 = performance.now();
-        rt.launch(l.kernel, l.args, l.scalars);
-        if (debugLevel() >= 4) debugLog(`  k${i} ${l.kernel.ir.name}: ${(performance.now() - t0).toFixed(3)} ms`);
-      }
-    }
+    runLaunches(rt, run.launches, 'realize', (l) => rt.launch(l.kernel, l.args, l.scalars));
     applyCopies(run, rt);
   } catch (e) {
     run.finish(false);
@@ -280,6 +274,29 @@ export function realizeNodes(nodes: readonly LazyNode[], rt: Runtime, inPlace?: 
 }
 
 /**
+ * Run a program's launches: batched into one call when the runtime can, one by one when kernels are
+ * profiled (`setKernelProfiling`, on synchronous runtimes: a queued GPU launch has no host-side duration)
+ * or printed (`TESSERA_DEBUG=4`). Publishes a 'run' event (and 'kernel' events when profiling);
+ * timestamps are start times.
+ */
+export function runLaunches(rt: Runtime, launches: readonly Launch[], label: string, runOne: (l: Launch) => void): void {
+  const profile = isKernelProfiling() && rt.synchronous;
+  const debug = debugLevel() >= 4;
+  const start = now();
+  if (rt.launchMany && !profile && !debug) rt.launchMany(launches);
+  else {
+    for (const [i, l] of launches.entries()) {
+      const t0 = now();
+      runOne(l);
+      const dur = now() - t0;
+      if (profile) emit({ type: 'kernel', ts: t0, dur, device: rt.name, name: l.kernel.ir.name });
+      if (debug) debugLog(`  k${i} ${l.kernel.ir.name}: ${dur.toFixed(3)} ms`);
+    }
+  }
+  if (hasListeners()) emit({ type: 'run', ts: start, dur: now() - start, device: rt.name, kernels: launches.length, label });
+}
+
+/**
  * `realizeNodes` that leaves the JavaScript thread free while kernels run, on runtimes that can
  * (the CPU backend runs the whole program on a worker thread); others run synchronously.
  */
@@ -287,7 +304,9 @@ export async function realizeNodesAsync(nodes: readonly LazyNode[], rt: Runtime,
   if (!rt.launchManyAsync) return realizeNodes(nodes, rt, inPlace);
   const run = prepare(nodes, rt, inPlace);
   try {
+    const start = now();
     await rt.launchManyAsync(run.launches);
+    if (hasListeners()) emit({ type: 'run', ts: start, dur: now() - start, device: rt.name, kernels: run.launches.length, label: 'realize' });
     applyCopies(run, rt);
   } catch (e) {
     run.finish(false);

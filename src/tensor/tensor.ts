@@ -1,3 +1,5 @@
+import type { MemoryOwner } from '../memory/events.js';
+import { autocastDType, isAutocastable, withAutocast } from './autocast.js';
 import { diffToposort, gradients, recordOrigin } from '../autograd/grad.js';
 import type { AnyTypedArray, DType } from '../dtype.js';
 import {
@@ -110,6 +112,7 @@ export class Tensor {
   private _target: DeviceBuffer | undefined;
   private _disposed = false;
   private _requiresGrad = false;
+  private _owner: { owner: MemoryOwner; label?: string } | undefined;
   /** Gradient accumulated by `backward()` for leaf tensors that require grad. */
   grad: Tensor | null = null;
 
@@ -349,8 +352,20 @@ export class Tensor {
     return this;
   }
 
+  /**
+   * Account this tensor's device memory to `owner` in memory telemetry (`memory.stats()`, the trace and
+   * the dashboard): 'parameter', 'optimizer', 'gradient', 'kv-cache', ... Applies to its buffer now and
+   * to any buffer it gets later. Modules, optimizers and caches call it; user code may too.
+   */
+  setMemoryOwner(owner: MemoryOwner, label?: string): this {
+    this._owner = { owner, ...(label === undefined ? {} : { label }) };
+    if (this.isRealized) this._node.buffer.setOwner(owner, label);
+    return this;
+  }
+
   /** @internal Point at a freshly computed buffer (ownership passes to this tensor). */
   _setRealized(buf: DeviceBuffer): void {
+    if (this._owner) buf.setOwner(this._owner.owner, this._owner.label);
     const graph = this._node;
     const node = bufferNode(buf, graph.shape);
     if (this._target) {
@@ -738,13 +753,13 @@ export class Tensor {
   }
   softmax(dim = -1): Tensor {
     const d = normDim(dim, this.ndim);
-    const x = isFloat(this.dtype) ? this : this.cast('f32');
+    const x = isFloat(this.dtype) && !upcastUnderAutocast(this.dtype) ? this : this.cast('f32');
     const e = x.sub(x.max(d, true).detach()).exp();
     return e.div(e.sum(d, true));
   }
   logSoftmax(dim = -1): Tensor {
     const d = normDim(dim, this.ndim);
-    const x = isFloat(this.dtype) ? this : this.cast('f32');
+    const x = isFloat(this.dtype) && !upcastUnderAutocast(this.dtype) ? this : this.cast('f32');
     const shifted = x.sub(x.max(d, true).detach());
     return shifted.sub(shifted.exp().sum(d, true).log());
   }
@@ -983,6 +998,14 @@ export class Tensor {
 
   /** Matrix product with NumPy semantics: 1-d operands are promoted, batch dims broadcast. */
   matmul(other: Tensor): Tensor {
+    const low = autocastDType();
+    if (low && isAutocastable(this.dtype) && isAutocastable(other.dtype)) {
+      // Operands rounded to the low type, products accumulated in f32 (both casts fuse into the GEMM's
+      // loads), the result stored in the low type (fused into its stores).
+      const a = this.cast(low).cast('f32');
+      const b = other.cast(low).cast('f32');
+      return withAutocast(undefined, () => a.matmul(b)).cast(low);
+    }
     if (this.ndim === 0 || other.ndim === 0) throw new ShapeError(`matmul: both operands need at least 1 dimension, got [${this.shape}] and [${other.shape}]`);
     const a = this.ndim === 1 ? this.unsqueeze(0) : this;
     const b = other.ndim === 1 ? other.unsqueeze(-1) : other;
@@ -1008,6 +1031,11 @@ export class Tensor {
 // ----------------------------------------------------------------------------------------------
 // Free functions
 // ----------------------------------------------------------------------------------------------
+
+/** Under autocast, reductions that need range and precision (softmax, norms, losses) run in f32. */
+export function upcastUnderAutocast(d: DType): boolean {
+  return autocastDType() !== undefined && (d === 'bf16' || d === 'f16');
+}
 
 function storageFromBytes(dtype: DType, bytes: Uint8Array, n: number): AnyTypedArray {
   const s = allocStorage(dtype, n);
