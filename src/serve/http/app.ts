@@ -90,8 +90,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    const endpoint = request.routeOptions.url ?? 'unmatched';
-    ctx.metrics.requests.inc({ endpoint, status: String(request.recordedStatus ?? reply.statusCode) });
+    ctx.metrics.countRequest(request, request.routeOptions.url ?? 'unmatched', request.recordedStatus ?? reply.statusCode);
   });
 
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {

@@ -214,6 +214,7 @@ class Exchange {
     const principal = request.principal!;
     const durationMs = performance.now() - this.arrivedAt;
     request.recordedStatus = status;
+    if (status === 499) ctx.metrics.countRequest(request, this.endpoint, status);
     const rec: UsageRecord = {
       requestId: this.id,
       tenantId: principal.tenant.id,

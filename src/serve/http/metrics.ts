@@ -22,6 +22,18 @@ export class ServeMetrics {
   readonly interTokenLatency: Histogram<'endpoint'>;
   readonly requestDuration: Histogram<'endpoint'>;
 
+  private readonly counted = new WeakSet<object>();
+
+  /**
+   * Count a request once. Fastify's onResponse covers every response that was written to the end; a
+   * client that disconnected mid-response never gets there, so the completion path counts it itself.
+   */
+  countRequest(request: object, endpoint: string, status: number): void {
+    if (this.counted.has(request)) return;
+    this.counted.add(request);
+    this.requests.inc({ endpoint, status: String(status) });
+  }
+
   constructor(engine: Engine, registry: Registry = new Registry()) {
     this.registry = registry;
     const registers = [registry];

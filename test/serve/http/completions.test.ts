@@ -196,6 +196,8 @@ describe('cancellation and failures', () => {
     expect(rec.completionTokens).toBeGreaterThanOrEqual(3);
     expect(rec.completionTokens).toBeLessThan(120);
     expect(s.app.tessera.inFlight()).toBe(0);
+    const metrics = await (await s.get('/metrics', null)).text();
+    expect(metrics).toMatch(/tessera_http_requests_total\{endpoint="\/v1\/completions",status="499"\} 1/);
   });
 
   it('a client that goes away during a non-streamed request cancels it too', async () => {
