@@ -10,6 +10,8 @@ import { listDevices } from '../runtime/registry.js';
 import { generateFromCheckpoint } from './generate.js';
 import { formatDeviceReport, probeDevices } from './info.js';
 import { serveWeb } from './web.js';
+import { registerServeCommand } from './serve.js';
+import { registerAdminCommands } from './admin.js';
 import { defaultTrainOptions, train } from './train.js';
 
 const int = (v: string) => {
@@ -47,6 +49,12 @@ program
   .option('--sample-length <n>', 'characters to sample at the end', int, d.sampleLength)
   .option('--arch <name>', 'gpt2 or llama', d.arch)
   .option('--kv-heads <n>', 'llama: key/value heads (grouped-query attention)', int)
+  .option('--precision <p>', 'f32, or mixed precision: bf16 (autocast) or f16 (autocast + dynamic loss scaling)', d.precision)
+  .option('--grad-accum <k>', 'micro-batches of --batch sequences per optimizer step (gradient accumulation)', int, d.gradAccum)
+  .option('--checkpointing', 'recompute each block\'s activations in the backward pass instead of storing them')
+  .option('--memory-budget <size>', 'device memory cap, e.g. 2GiB: fails before training when one step needs more')
+  .option('--dashboard [port]', 'serve the live memory dashboard while training (default port 8090)', (v: string) => int(v))
+  .option('--trace <file>', 'write a Chrome trace (kernels, steps, memory counters) of the run')
   .option('--plain', 'log lines instead of a progress bar')
   .action(async (o) => {
     await train(o);
@@ -128,6 +136,9 @@ program
     const s = await serveWeb({ port: o.port, host: o.host, build: o.build ? true : undefined, log: console.log });
     console.log(`open ${s.url}/ in a browser with WebGPU (Ctrl-C stops)`);
   });
+
+registerServeCommand(program);
+registerAdminCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof TesseraError) {

@@ -8,7 +8,7 @@ import { now } from './events.js';
 import { liveAllocations, stats } from './stats.js';
 import type { AllocationInfo, DeviceMemoryStats } from './stats.js';
 
-export { stats, liveAllocations, resetPeak } from './stats.js';
+export { stats, liveAllocations, resetPeak, setMemoryBudget, memoryBudget, formatBytes } from './stats.js';
 export type { DeviceMemoryStats, AllocationInfo, MemoryOwner } from './stats.js';
 export { subscribe, markStep, setKernelProfiling, isKernelProfiling, MEMORY_OWNERS } from './events.js';
 export type { TelemetryEvent } from './events.js';

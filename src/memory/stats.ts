@@ -4,6 +4,7 @@
  * training step returns to its baseline.
  */
 import type { AllocationInfo, MemoryOwner } from './events.js';
+import { DeviceError, ValueError } from '../errors.js';
 import { emit, MEMORY_OWNERS, nextAllocationId, now } from './events.js';
 
 export type { AllocationInfo, MemoryOwner } from './events.js';
@@ -31,6 +32,42 @@ function statsFor(device: string): DeviceMemoryStats {
     perDevice.set(device, s);
   }
   return s;
+}
+
+const budgets = new Map<string, number>();
+
+/** Bytes as "1.50 GiB" / "12.0 MiB" / "512 B", for messages. */
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+/**
+ * Cap the bytes Tessera may hold on `device` (undefined removes the cap). An allocation that would go
+ * over it throws a `DeviceError` naming the request, what is held (by owner) and the budget, before any
+ * memory is taken.
+ */
+export function setMemoryBudget(device: string, bytes: number | undefined): void {
+  if (bytes === undefined) budgets.delete(device);
+  else if (!(Number.isFinite(bytes) && bytes > 0)) throw new ValueError(`setMemoryBudget: bytes must be a positive number, got ${bytes}`);
+  else budgets.set(device, bytes);
+}
+
+/** The cap set by `setMemoryBudget`, if any. */
+export function memoryBudget(device: string): number | undefined {
+  return budgets.get(device);
+}
+
+/** @internal Throw if allocating `bytes` more on `device` would exceed its budget. */
+export function checkBudget(device: string, bytes: number, what: string): void {
+  const budget = budgets.get(device);
+  if (budget === undefined) return;
+  const s = statsFor(device);
+  if (s.current + bytes <= budget) return;
+  const held = MEMORY_OWNERS.filter((o) => s.byOwner[o] > 0).map((o) => `${o} ${formatBytes(s.byOwner[o])}`).join(', ');
+  throw new DeviceError(`out of memory budget on '${device}': ${what} needs ${formatBytes(bytes)} while ${formatBytes(s.current)} is held (${held || 'nothing'}); the budget is ${formatBytes(budget)}`);
 }
 
 /** @internal Account a new allocation; returns its id. */

@@ -18,7 +18,7 @@
  */
 import { ValueError } from '../errors.js';
 import { noGrad } from '../tensor/context.js';
-import { realize, tensor, zeros, type Tensor } from '../tensor/tensor.js';
+import { realize, tensor, where, type Tensor } from '../tensor/tensor.js';
 
 export class GradientAccumulator {
   readonly params: readonly Tensor[];
@@ -87,7 +87,9 @@ export class GradientAccumulator {
   /** Zero the accumulation buffers (after the optimizer step), ready for the next k micro-batches. */
   reset(): void {
     if (!this.buffers) return;
-    noGrad(() => this.buffers!.forEach((b) => b.assign(zeros(b.shape, { dtype: b.dtype, device: b.device }))));
+    // A zero that depends on the buffer: a plain zeros() constant is one hash-consed node for every
+    // buffer of a shape, and one value cannot be assigned into two tensors. (b·0 would keep inf/NaN.)
+    noGrad(() => this.buffers!.forEach((b) => b.assign(where(b.lt(0), 0, 1).mul(0).cast(b.dtype))));
     realize(...this.buffers);
   }
 

@@ -2,7 +2,7 @@ import type { DType } from '../dtype.js';
 import { itemsize } from '../dtype.js';
 import { DisposedError } from '../errors.js';
 import type { MemoryOwner } from '../memory/events.js';
-import { recordAlloc, recordFree, recordOwner } from '../memory/stats.js';
+import { checkBudget, recordAlloc, recordFree, recordOwner } from '../memory/stats.js';
 import type { DeviceMemory, Runtime } from './device.js';
 
 let nextId = 1;
@@ -27,6 +27,7 @@ export class DeviceBuffer {
     readonly numel: number,
   ) {
     this.nbytes = Math.max(numel * itemsize[dtype], 4);
+    checkBudget(runtime.name, this.nbytes, `a ${dtype}[${numel}] buffer`);
     this.mem = runtime.alloc(this.nbytes);
     this.allocId = recordAlloc(runtime.name, this.nbytes, 'tensor', dtype, [numel]);
   }

@@ -6,7 +6,7 @@ import { debugLevel, debugLog } from '../debug.js';
 import { itemsize } from '../dtype.js';
 import type { LazyNode } from '../graph/node.js';
 import { emit, hasListeners, isKernelProfiling, now } from '../memory/events.js';
-import { recordAlloc, recordFree } from '../memory/stats.js';
+import { checkBudget, recordAlloc, recordFree } from '../memory/stats.js';
 import { DeviceBuffer } from '../runtime/buffer.js';
 import type { Binding, DeviceMemory, Launch, Runtime } from '../runtime/device.js';
 import type { MemoryPlan } from '../schedule/memory.js';
@@ -183,6 +183,7 @@ function prepare(nodes: readonly LazyNode[], rt: Runtime, inPlace?: ReadonlyMap<
     debugLog(`realize: ${schedule.kernels.length} kernels\n${describeSchedule(planned)}`);
     if (debugLevel() >= 3) for (const ir of irs) debugLog(printKernel(ir));
   }
+  if (plan.arenaBytes > 0) checkBudget(rt.name, plan.arenaBytes, `the memory plan of ${schedule.kernels.length} kernels (arena)`);
   const arena = plan.arenaBytes > 0 ? rt.alloc(plan.arenaBytes) : undefined;
   const arenaId = arena ? recordAlloc(rt.name, plan.arenaBytes, 'activation', 'u8', [plan.arenaBytes], 'arena') : 0;
   const finish = (ok: boolean) => {
