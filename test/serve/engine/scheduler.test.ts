@@ -213,14 +213,13 @@ describe('Scheduler', () => {
 
   it('a callback that ends its own request mid-step is applied after the step', () => {
     const { sched, results, drain } = make();
-    let handle: { finish(): void } | undefined;
     const got: number[] = [];
-    handle = sched.submit(
+    const handle = sched.submit(
       { id: 'x', promptTokens: prompt(6, 1), maxTokens: 20, sampling: { temperature: 0, topP: 1, seed: 0 }, stopTokenIds: [] },
       {
         onToken: (t) => {
           got.push(t);
-          if (got.length === 3) handle!.finish();
+          if (got.length === 3) handle.finish();
         },
         onDone: (reason) => results.set('x', { tokens: got, reason }),
       },
