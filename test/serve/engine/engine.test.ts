@@ -159,8 +159,7 @@ describe('continuous-batching engine (cpu)', () => {
   it('cancel mid-generation frees the blocks', async () => {
     const e = engineOf();
     engines.push(e);
-    let r!: Result;
-    r = submit(e, 'x', promptOf(30, 1), 60, (n) => {
+    const r: Result = submit(e, 'x', promptOf(30, 1), 60, (n) => {
       if (n === 5) r.handle.cancel();
     });
     const other = submit(e, 'y', promptOf(10, 2), 6);
