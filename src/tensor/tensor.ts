@@ -38,6 +38,7 @@ import {
   whereNode,
 } from '../graph/node.js';
 import type { UnaryOp } from '../graph/ops.js';
+import { isMovement } from '../graph/ops.js';
 import type { DeviceBuffer } from '../runtime/buffer.js';
 import { getRuntime, resolveDevice } from '../runtime/registry.js';
 import { drawCounter, isGradEnabled, trackInScope } from './context.js';
@@ -1002,9 +1003,11 @@ export class Tensor {
     if (low && isAutocastable(this.dtype) && isAutocastable(other.dtype)) {
       // Operands rounded to the low type, products accumulated in f32 (both casts fuse into the GEMM's
       // loads), the result stored in the low type (fused into its stores).
-      const a = this.cast(low).cast('f32');
-      const b = other.cast(low).cast('f32');
-      return withAutocast(undefined, () => a.matmul(b)).cast(low);
+      const a = lowPrecisionOperand(this, low);
+      const b = lowPrecisionOperand(other, low);
+      // contiguous(): the low-precision result is what gets stored (the cast fused into the GEMM's
+      // stores), not the f32 accumulator with the cast repeated in every consumer.
+      return withAutocast(undefined, () => a.matmul(b)).cast(low).contiguous();
     }
     if (this.ndim === 0 || other.ndim === 0) throw new ShapeError(`matmul: both operands need at least 1 dimension, got [${this.shape}] and [${other.shape}]`);
     const a = this.ndim === 1 ? this.unsqueeze(0) : this;
@@ -1031,6 +1034,20 @@ export class Tensor {
 // ----------------------------------------------------------------------------------------------
 // Free functions
 // ----------------------------------------------------------------------------------------------
+
+/**
+ * A product's operand under autocast, read as f32 from its low-precision rounding. An operand that is an
+ * expression (a norm's or an activation's output, a softmax) is stored in the low type, so that the copy
+ * kept for the backward pass is half size; one already in memory (a parameter, a stored activation, or
+ * a view of one) is rounded on load instead of copied.
+ */
+function lowPrecisionOperand(t: Tensor, low: DType): Tensor {
+  let base = t.node;
+  while (isMovement(base.op)) base = base.src[0]!;
+  const stored = base.op === 'BUFFER' || base.op === 'CONTIGUOUS';
+  const rounded = t.cast(low);
+  return (stored ? rounded : rounded.contiguous()).cast('f32');
+}
 
 /** Under autocast, reductions that need range and precision (softmax, norms, losses) run in f32. */
 export function upcastUnderAutocast(d: DType): boolean {
