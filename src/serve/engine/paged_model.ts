@@ -12,6 +12,10 @@
  * sequence that needs them (rows picked with `gatherRows`) and every layer's new key/value rows; those
  * rows are then copied into their pool slots on the device (O(new tokens)).
  *
+ * Gathering per token costs a prefill chunk of c tokens its past c times; when a step's gather would
+ * exceed `maxGatherBytes`, its decodes run as one mixed step and each chunk as a "chunk step" whose
+ * tokens share one gathered past (`[M]` slots). Weights are then read once per group, not per token.
+ *
  * The step is `jit`-compiled per shape bucket (N and the logits rows S rounded up to powers of two, M to
  * a power of two of at least one block), and every per-step value (token ids, positions, which index
  * the rotary tables, slots, mask, logit rows) is an input tensor: a replay builds no graph.
@@ -39,6 +43,12 @@ export interface PagedLlamaOptions {
   numBlocks: number;
   /** Tokens per block. */
   blockSize: number;
+  /**
+   * Bytes one layer's gathered past keys may take in a mixed step (default 32 MiB). Each token gathers
+   * its own sequence's past, so a prefill chunk of c tokens would gather its past c times; a step over
+   * this bound runs its decodes together and each prefill chunk apart, gathering that past once.
+   */
+  maxGatherBytes?: number;
 }
 
 /** Shape buckets of one step. */
@@ -74,7 +84,11 @@ export class PagedLlama implements StepModel {
   private readonly cos: Tensor;
   private readonly sin: Tensor;
   private readonly kvWidth: number;
+  /** Mixed step: each token gathers its own past. */
   private readonly step: Jitted<Tensor[]>;
+  /** Chunk step: the tokens of one sequence share one gathered past. */
+  private readonly chunkStep: Jitted<Tensor[]>;
+  private readonly maxGatherRows: number;
   /** Shape buckets seen so far (each compiled once). */
   readonly shapes = new Set<string>();
 
@@ -104,8 +118,12 @@ export class PagedLlama implements StepModel {
     this.cos = tensor(t.cos, { shape: [cfg.maxSeqLen, hd / 2], device: this.device }).realize();
     this.sin = tensor(t.sin, { shape: [cfg.maxSeqLen, hd / 2], device: this.device }).realize();
     model.eval();
+    this.maxGatherRows = Math.max(1, Math.floor((opts.maxGatherBytes ?? 32 * 2 ** 20) / (this.kvWidth * 4)));
     this.step = jit((tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor) =>
-      noGrad(() => this.forward(tokens, positions, pastSlots, mask, logitRows)),
+      noGrad(() => this.forward(tokens, positions, pastSlots, mask, logitRows, false)),
+    );
+    this.chunkStep = jit((tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor) =>
+      noGrad(() => this.forward(tokens, positions, pastSlots, mask, logitRows, true)),
     );
   }
 
@@ -114,17 +132,20 @@ export class PagedLlama implements StepModel {
     return [...this.kPool, ...this.vPool].reduce((s, t) => s + t.numel * 4, 0);
   }
 
-  /** Compiled-step statistics (traces, replays, signatures). */
-  get jitStats(): Jitted<Tensor[]>['stats'] {
-    return this.step.stats;
+  /** Compiled-step statistics (traces, replays, signatures) of the mixed and the chunk step. */
+  get jitStats(): { mixed: Jitted<Tensor[]>['stats']; chunk: Jitted<Tensor[]>['stats'] } {
+    return { mixed: this.step.stats, chunk: this.chunkStep.stats };
   }
 
-  /** The step graph: `[logits, k0, v0, k1, v1, ...]`. */
-  private forward(tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor): Tensor[] {
+  /**
+   * The step graph: `[logits, k0, v0, k1, v1, ...]`. `shared`: all tokens belong to one sequence and
+   * `pastSlots` `[M]` is its past; otherwise `pastSlots` `[N * M]` holds each token's own.
+   */
+  private forward(tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor, shared: boolean): Tensor[] {
     const m = this.model;
     const cfg = m.config;
     const N = tokens.shape[0]!;
-    const M = pastSlots.shape[0]! / N;
+    const M = shared ? pastSlots.shape[0]! : pastSlots.shape[0]! / N;
     const H = cfg.nHead;
     const KV = cfg.nKVHead;
     const rep = H / KV;
@@ -143,17 +164,28 @@ export class PagedLlama implements StepModel {
       const k = rope(a.kProj.forward(h).reshape([N, KV, hd]), cos, sin);
       const v = a.vProj.forward(h);
       out.push(k.reshape([N, KV * hd]), v);
-      // Past: each token's own context rows, [N, KV, M, hd].
-      const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
-      const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
-      const sPast = q.matmul(pastK.transpose(-1, -2)); // [N, KV, rep, M]
-      // New: every token against every token of the step (the mask keeps its own sequence, causally).
       const qAll = q.permute([1, 0, 2, 3]).reshape([KV, N * rep, hd]);
       const kNew = k.permute([1, 2, 0]); // [KV, hd, N]
       const vNew = v.reshape([N, KV, hd]).permute([1, 0, 2]); // [KV, N, hd]
+      // New: every token against every token of the step (the mask keeps its own sequence, causally).
       const sNew = qAll.matmul(kNew).reshape([KV, N, rep, N]).permute([1, 0, 2, 3]); // [N, KV, rep, N]
+      let sPast: Tensor;
+      let attendPast: (p: Tensor) => Tensor; // [N, KV, rep, M] -> [N, KV, rep, hd]
+      if (shared) {
+        // One past for all tokens: [KV, hd, M] and [KV, M, hd].
+        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([M, KV, hd]).permute([1, 2, 0]);
+        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([M, KV, hd]).permute([1, 0, 2]);
+        sPast = qAll.matmul(pastK).reshape([KV, N, rep, M]).permute([1, 0, 2, 3]);
+        attendPast = (p) => p.permute([1, 0, 2, 3]).reshape([KV, N * rep, M]).matmul(pastV).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
+      } else {
+        // Each token's own context rows, [N, KV, M, hd].
+        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
+        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
+        sPast = q.matmul(pastK.transpose(-1, -2));
+        attendPast = (p) => p.matmul(pastV);
+      }
       const p = cat([sPast, sNew], 3).mul(scale).add(bias).softmax(-1);
-      const yPast = p.narrow(3, 0, M).matmul(pastV); // [N, KV, rep, hd]
+      const yPast = attendPast(p.narrow(3, 0, M));
       const pNew = p.narrow(3, M, N).permute([1, 0, 2, 3]).reshape([KV, N * rep, N]);
       const yNew = pNew.matmul(vNew).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]));
@@ -177,11 +209,25 @@ export class PagedLlama implements StepModel {
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {
     if (seqs.length === 0) return [];
     const shape = this.shapeOf(seqs);
+    if (shape.tokens * shape.past <= this.maxGatherRows || seqs.every((q) => q.tokens.length === 1)) return this.runGroup(seqs, false);
+    // Too much to gather per token: decodes together, then each prefill chunk with its past gathered once.
+    const out: (Float32Array | undefined)[] = new Array(seqs.length);
+    const decodes = seqs.flatMap((q, i) => (q.tokens.length === 1 ? [i] : []));
+    if (decodes.length) this.runGroup(decodes.map((i) => seqs[i]!), false).forEach((r, j) => (out[decodes[j]!] = r));
+    seqs.forEach((q, i) => {
+      if (q.tokens.length > 1) out[i] = this.runGroup([q], true)[0];
+    });
+    return out;
+  }
+
+  /** One jitted step over `seqs` (`shared`: one sequence whose tokens share its gathered past). */
+  private runGroup(seqs: readonly StepSequence[], shared: boolean): (Float32Array | undefined)[] {
+    const shape = this.shapeOf(seqs);
     const { tokens: N, past: M, logits: S } = shape;
     const W = M + N;
     const ids = new Int32Array(N);
     const pos = new Int32Array(N);
-    const pastSlots = new Int32Array(N * M);
+    const pastSlots = new Int32Array(shared ? M : N * M);
     const mask = new Float32Array(N * W).fill(-Infinity);
     const rows = new Int32Array(S);
     const newSlots: number[] = [];
@@ -198,29 +244,30 @@ export class PagedLlama implements StepModel {
         if (!(Number.isInteger(tok) && tok >= 0 && tok < this.vocabSize)) throw new ValueError(`PagedLlama.run: token id ${tok} is outside [0, ${this.vocabSize})`);
         ids[row] = tok;
         pos[row] = s.start + i;
-        pastSlots.set(past, row * M);
+        if (!shared) pastSlots.set(past, row * M);
         mask.fill(0, row * W, row * W + s.start);
         mask.fill(0, row * W + M + r, row * W + M + row + 1);
         newSlots.push(slotOf(s.blockTable, this.blockSize, s.start + i));
       }
+      if (shared) pastSlots.set(past);
       r += c;
       if (s.wantLogits) rows[li++] = r - 1;
     }
     // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
     for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
-    const key = `${N}x${M}x${S}`;
+    const key = `${shared ? 'chunk' : 'mixed'}:${N}x${M}x${S}`;
     this.shapes.add(key);
     const dev = { device: this.device };
     const inputs = [
       tensor(ids, { ...dev, dtype: 'i32', shape: [N] }),
       tensor(pos, { ...dev, dtype: 'i32', shape: [N] }),
-      tensor(pastSlots, { ...dev, dtype: 'i32', shape: [N * M] }),
+      tensor(pastSlots, { ...dev, dtype: 'i32', shape: [pastSlots.length] }),
       tensor(mask, { ...dev, shape: [N, W] }),
       tensor(rows, { ...dev, dtype: 'i32', shape: [S] }),
     ];
     let outs: Tensor[] | undefined;
     try {
-      outs = this.step(...inputs);
+      outs = (shared ? this.chunkStep : this.step)(...inputs);
       const rt = getRuntime(this.device);
       for (let l = 0; l < this.kPool.length; l++) {
         copyRowsToSlots(rt, outs[1 + 2 * l]!.node.buffer.mem, this.kPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
@@ -239,6 +286,7 @@ export class PagedLlama implements StepModel {
   /** Free the pools and the compiled steps. */
   dispose(): void {
     this.step.reset();
+    this.chunkStep.reset();
     for (const t of [...this.kPool, ...this.vPool, this.cos, this.sin]) t.dispose();
   }
 }

@@ -23,9 +23,12 @@ function fullLogits(m: Llama, ids: number[]): Float32Array {
 }
 
 describe('PagedLlama', () => {
-  it('chunked prefill and mixed decode steps match the full forward pass', () => {
+  it.each([
+    ['one mixed step', undefined],
+    ['decodes and chunks apart (gather bound)', 1],
+  ])('chunked prefill and mixed decode steps match the full forward pass: %s', (_, maxGatherBytes) => {
     const m = tinyLlama();
-    const pm = new PagedLlama(m, { numBlocks: 16, blockSize: 4 });
+    const pm = new PagedLlama(m, { numBlocks: 16, blockSize: 4, ...(maxGatherBytes !== undefined ? { maxGatherBytes } : {}) });
     const a = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5];
     const b = [2, 7, 1, 8, 2];
     const ta = [9, 2, 14];
@@ -46,6 +49,14 @@ describe('PagedLlama', () => {
     ]);
     expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 7])), { atol: 1e-4, rtol: 1e-4 }, 'a decode');
     expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...b, 11])), { atol: 1e-4, rtol: 1e-4 }, 'b decode');
+    // A chunk after a decode, in one step.
+    r = pm.run([
+      { tokens: [4], start: a.length + 1, blockTable: ta, wantLogits: true },
+      { tokens: [13, 2, 6], start: b.length + 1, blockTable: tb, wantLogits: true },
+    ]);
+    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 7, 4])), { atol: 1e-4, rtol: 1e-4 }, 'a decode 2');
+    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...b, 11, 13, 2, 6])), { atol: 1e-4, rtol: 1e-4 }, 'b chunk');
+    expect([...pm.shapes].some((k) => k.startsWith('chunk:'))).toBe(maxGatherBytes !== undefined);
     pm.dispose();
   });
 });
