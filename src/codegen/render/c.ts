@@ -441,17 +441,25 @@ function renderLoopKernel(ir: KernelIR, fn: string): string {
  * If an operand is a single f32 load at `base + ld·row + col` (row-major in the GEMM's own axes), its
  * parameter, base offset (which may depend on the batch index) and row stride.
  */
-function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, row: string, col: string): { param: number; base: IExpr; ld: number } | undefined {
-  if (stmts.length !== 1 || value.k !== 'ref') return undefined;
+function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, row: string, col: string): { param: number; base: IExpr; ld: number; dtype: DType } | undefined {
+  if (value.k !== 'ref' || stmts.length < 1 || stmts.length > 2) return undefined;
   const st = stmts[0]!;
-  if (st.k !== 'let' || st.id !== value.id || st.expr.k !== 'load' || st.expr.valid.length) return undefined;
-  if (ir.params[st.expr.param]!.dtype !== 'f32') return undefined;
+  if (st.k !== 'let' || st.expr.k !== 'load' || st.expr.valid.length) return undefined;
+  const dtype = ir.params[st.expr.param]!.dtype;
+  if (stmts.length === 1) {
+    if (st.id !== value.id || dtype !== 'f32') return undefined;
+  } else {
+    // A 16-bit float operand widened to f32 (mixed precision): the widening is exact, so the packer does it.
+    const cast = stmts[1]!;
+    if (dtype !== 'bf16' && dtype !== 'f16') return undefined;
+    if (cast.k !== 'let' || cast.id !== value.id || cast.expr.k !== 'cast' || cast.expr.from !== dtype || cast.expr.src.k !== 'ref' || cast.expr.src.id !== st.id) return undefined;
+  }
   const e = st.expr.idx;
   const ld = coefOf(e, row);
   if (coefOf(e, col) !== 1 || ld === undefined || ld < 1 || ld > 2 ** 30) return undefined;
   const base = substitute(e, new Map([[row, iconst(0)], [col, iconst(0)]]));
   if (vars(base).has(row) || vars(base).has(col)) return undefined;
-  return { param: st.expr.param, base, ld };
+  return { param: st.expr.param, base, ld, dtype };
 }
 
 function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
@@ -493,11 +501,21 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     if (fast) {
       // A plain row-major f32 operand: the driver's tuned packer (vector copies / in-register transpose).
       const ld = fast.ld;
-      lines.push(
-        which === 'a'
-          ? `  tessera_pack_a_rowmajor_ex(b${fast.param} + ${idx(fast.base)}, ${ld}, m0, mc, k0, kc, dst);`
-          : `  tessera_pack_b_rowmajor_ex(b${fast.param} + ${idx(fast.base)}, ${ld}, k0, kc, n0, nc, dst);`,
-      );
+      const at = `b${fast.param} + ${idx(fast.base)}`;
+      if (fast.dtype === 'f32') {
+        lines.push(
+          which === 'a'
+            ? `  tessera_pack_a_rowmajor_ex(${at}, ${ld}, m0, mc, k0, kc, dst);`
+            : `  tessera_pack_b_rowmajor_ex(${at}, ${ld}, k0, kc, n0, nc, dst);`,
+        );
+      } else {
+        const bf = fast.dtype === 'bf16' ? 1 : 0;
+        lines.push(
+          which === 'a'
+            ? `  tessera_pack_a_rowmajor_u16(${at}, ${ld}, m0, mc, k0, kc, dst, ${bf});`
+            : `  tessera_pack_b_rowmajor_u16(${at}, ${ld}, k0, kc, n0, nc, dst, ${bf});`,
+        );
+      }
       lines.push(`}`);
       return lines.join('\n');
     }

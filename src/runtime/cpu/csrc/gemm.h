@@ -201,6 +201,50 @@ static inline void tessera_pack_b_rowmajor_ex(const float *B, int ldb, int k0, i
   }
 }
 
+/* 16-bit floating-point operands (mixed precision): widened to f32 while packing, so the micro-kernel is
+   the f32 one. bf16 is the top half of an f32 (a shift); f16 goes through the compiler's _Float16. */
+static inline float tessera_u16_to_f32(uint16_t v, int is_bf16) {
+  if (is_bf16) {
+    union { uint32_t u; float f; } x = { (uint32_t)v << 16 };
+    return x.f;
+  }
+  union { uint16_t u; _Float16 h; } y = { v };
+  return (float)y.h;
+}
+
+/* Row-major A (m x k, stride lda) of 16-bit floats: rows contiguous along k. */
+static inline void tessera_pack_a_rowmajor_u16(const uint16_t *A, int lda, int m0, int mc, int k0, int kc,
+                                               float *dst, int is_bf16) {
+  const int MR = TESSERA_MR;
+  for (int i = 0; i < mc; i += MR, dst += (size_t)kc * MR) {
+    const int rows = mc - i < MR ? mc - i : MR;
+    const uint16_t *src = A + (size_t)(m0 + i) * lda + k0;
+    int r = 0;
+    for (; r < rows; ++r) {
+      const uint16_t *row = src + (size_t)r * lda;
+      for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + r] = tessera_u16_to_f32(row[k], is_bf16);
+    }
+    for (; r < MR; ++r)
+      for (int k = 0; k < kc; ++k) dst[(size_t)k * MR + r] = 0.0f;
+  }
+}
+
+/* Row-major B (k x n, stride ldb) of 16-bit floats: each panel row is NR contiguous values. */
+static inline void tessera_pack_b_rowmajor_u16(const uint16_t *B, int ldb, int k0, int kc, int n0, int nc,
+                                               float *dst, int is_bf16) {
+  const int NR = TESSERA_NR;
+  for (int p = 0; p * NR < nc; ++p) {
+    const int cols = nc - p * NR < NR ? nc - p * NR : NR;
+    float *d = dst + (size_t)p * kc * NR;
+    const uint16_t *src = B + (size_t)k0 * ldb + n0 + p * NR;
+    for (int k = 0; k < kc; ++k, src += ldb, d += NR) {
+      int c = 0;
+      for (; c < cols; ++c) d[c] = tessera_u16_to_f32(src[c], is_bf16);
+      for (; c < NR; ++c) d[c] = 0.0f;
+    }
+  }
+}
+
 static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {
   const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
   tessera_pack_a_rowmajor_ex(p->A, p->lda, m0, mc, k0, kc, dst);
