@@ -38,7 +38,7 @@
  *
  * Part 1, table (--only table): the nanoGPT baby GPT (shakespeare_char: 6 layers, 6 heads, n_embd 384,
  * block 256, vocab 65, batch 64: 10.7M parameters) and a GPT about 20x larger (16 layers, 16 heads,
- * n_embd 1024, block 256, batch 8: 201.6M parameters, 18.7x), every feature on both sides.
+ * n_embd 1024, block 256, batch 8: 201.9M parameters, 18.7x), every feature on both sides.
  *
  * Part 2, search (--only search): the largest GPT of a one-knob family whose peak RSS over the steps is
  * within --budget-mib (2048): 12 layers, block 256, batch 8, vocab 65, n_head = h, n_embd = 64·h (GPT-2

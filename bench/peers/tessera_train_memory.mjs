@@ -6,18 +6,23 @@
  *   TESSERA_THREADS=2 node bench/peers/tessera_train_memory.mjs --layers 6 --heads 6 --embd 384 \
  *       --block 256 --batch 64 [--steps 3] [--precision f32|bf16] [--checkpointing] [--accum k] [--no-jit]
  *
- * Model: `GPT` from dist/nn ({ vocabSize, blockSize, nLayer, nHead, nEmbd, dropout: 0, bias: true }, plus
- * `checkpointing: true` with --checkpointing). A step (as bench/gpt_step.mjs and `tessera train`): k
- * micro-batches of batch/k sequences (k = --accum), each forward with targets and `loss.div(k).backward()`
- * (backward adds into existing gradients), the gradients realized after every micro-batch but the last
- * (so one micro-batch's activations are live at a time); then clipGradNorm(1.0) and
- * `opt.step({ realize: [loss, norm] })` (AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1). The whole step
- * is `jit(step)(x, y)` (call 1 traces, call 2 captures, call 3 is the first replay), so --steps is at least
- * 3 when jitted: the peak includes a replay, the steady state of training.
+ * Model: `GPT` from dist/nn ({ vocabSize, blockSize, nLayer, nHead, nEmbd, dropout: 0, bias: true }). A step
+ * (as bench/gpt_step.mjs and `tessera train`): forward with targets, backward, clipGradNorm(1.0),
+ * `opt.step({ realize: [loss, norm] })` (AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1), jitted
+ * (`jit(step)(x, y)`: call 1 traces, call 2 captures, call 3 is the first replay), so --steps is at least 3
+ * when jitted: the peak includes a replay, the steady state of training (--no-jit: plain calls).
  *
- * Features: --precision bf16 runs forward and loss inside `autocast({ dtype: 'bf16' }, ...)` (dist/index.js);
- * --checkpointing sets the GPT config's `checkpointing: true`; --accum k as above. A feature missing
- * from dist/ makes the run fail with an error saying so (a "n/a" in the tables), never a silent fallback.
+ * Features (a feature missing from dist/ makes the run fail with an error saying so, shown as "n/a" in
+ * the tables, never a silent fallback):
+ *   --precision bf16  forward and loss inside `autocast({ dtype: 'bf16' }, ...)` (dist/index.js)
+ *   --checkpointing   `model.checkpointing = true` on the GPT (every block through `checkpoint()`)
+ *   --accum k         k micro-batches of batch/k. With `GradientAccumulator` in dist/optim: a jitted
+ *                     micro-step (`acc.accumulate(loss)`) k - 1 times, a jitted last micro-step
+ *                     (`acc.finish(loss)`, clip, `opt.step`), then `acc.reset()`. Without it, by hand
+ *                     inside the one jitted step: `loss.div(k).backward()` per micro-batch, the running
+ *                     gradient sums realized between micro-batches (so one micro-batch's activations are
+ *                     live at a time) and p.grad cleared (backward's own accumulation into a realized
+ *                     p.grad fails: it disposes the old gradient the lazy sum still reads).
  *
  * Memory figures (bytes): baseline_rss = VmRSS after Tessera is loaded and the device chosen, before the
  * model is created; peak_rss = VmHWM (the process's peak resident set) at the end; tessera_stats =
