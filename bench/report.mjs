@@ -659,6 +659,9 @@ if (gpt) {
 trainMemorySection(readResult('train_memory.json'));
 
 // ---------------------------------------------------------------------------------------------------
+serveLoadSection(readResult('serve_load.json'));
+
+// ---------------------------------------------------------------------------------------------------
 p('## Caveats', '');
 p(
   `- A ${m?.logicalCpus ?? '?'}-vCPU virtual machine: the "cores" are whatever the hypervisor gives, 2-thread figures vary more than 1-thread ones, and other processes on the machine disturb measurements. ` +
@@ -796,4 +799,70 @@ function trainMemorySection(tm) {
       '',
     );
   }
+}
+
+// ---- Serving under load (bench/serve_load.mjs) ----
+function serveLoadSection(sl) {
+  p('## Serving under load (continuous batching vs batch size 1 vs llama.cpp)', '');
+  if (!sl) {
+    p('_No serving-load results: run `node bench/serve_load.mjs`._', '');
+    return;
+  }
+  if (sl.quick) p('**These are `--quick` results (a small model, few requests, to test the harness), not the benchmark.**', '');
+  const c = sl.model?.config ?? {};
+  const o = sl.options ?? {};
+  p(
+    `Command: ${code(sl.command)} (${sl.date}, ${fmt(sl.seconds / 60, 1)} min). ` +
+      `Model: a random-weight Llama GGUF (F32; dim ${c.dim}, ${c.nLayer} layers, ${c.nHead} heads, ${c.nKVHead} KV heads, vocab ${c.vocabSize}, context ${c.maxSeqLen}; ${sl.model?.parameters?.toLocaleString?.('en-US') ?? '?'} parameters), the same file for every server; ` +
+      'the LM-head rows of the special and byte tokens are zeroed so greedy decoding never ends early and every request generates exactly `max_tokens`. ' +
+      `Each request: a distinct ${o.promptTokens}-token prompt (token ids), \`max_tokens\` ${o.maxTokens}, temperature 0, \`stream: true\`. ` +
+      `Client: ${code('bench/serve_load.mjs')} itself over loopback; N streams each send requests back to back (max(${o.requestsPerStream}·N, ${o.minRequests}) requests, none started after ${o.levelTimeS} s) after an untimed warm-up of the same pattern. ` +
+      `Throughput = completion tokens / wall time of the level; TTFT = request start to the first token chunk; ITL = gaps between token chunks, pooled over requests. ${o.threads} threads for every server (TESSERA_THREADS, llama.cpp's threads).`,
+    '',
+  );
+  const servers = sl.servers ?? [];
+  const levels = o.levels ?? [...new Set(servers.flatMap((s) => s.levels.map((l) => l.level)))];
+  p('| server | streams | tokens/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms | requests ok | server cores |');
+  p('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const N of levels)
+    for (const s of servers) {
+      const l = s.levels.find((x) => x.level === N);
+      if (!l) {
+        p(`| ${s.label ?? s.name} | ${N} | n/a${s.error ? ' (failed)' : ''} | | | | | | |`);
+        continue;
+      }
+      p(
+        `| ${s.label ?? s.name} | ${N} | ${fmt(l.tokens_per_s, 1)}${l.disturbed ? ' †' : ''} | ${fmt(l.ttft_ms.p50, 0)} | ${fmt(l.ttft_ms.p99, 0)} | ${fmt(l.itl_ms.p50, 1)} | ${fmt(l.itl_ms.p99, 1)} | ${l.requests_ok}/${l.requests}${l.incomplete ? ` (${l.incomplete} short)` : ''} | ${fmt(l.server_cpu_cores, 2)} |`,
+      );
+    }
+  p('');
+  const g = sl.goal ?? {};
+  const met = (v) => (v === null || v === undefined ? 'not measured' : v ? '**met**' : '**not met**');
+  p(
+    `Goal: ${g.statement ?? 'n/a'}. Throughput at 16 streams, continuous / batch 1: **${g.throughput_ratio_16 != null ? g.throughput_ratio_16.toFixed(2) + 'x' : 'n/a'}** (≥ 4x: ${met(g.throughput_met)}); ` +
+      `p99 ITL at 16 streams ${fmt(g.p99_itl_16_ms, 1)} ms vs ${fmt(g.p99_itl_1_ms, 1)} ms at 1 stream: **${g.p99_itl_ratio != null ? g.p99_itl_ratio.toFixed(2) + 'x' : 'n/a'}** (≤ 2x: ${met(g.itl_met)}). ` +
+      `Tessera continuous / llama.cpp throughput at 16 streams: ${g.vs_llama_cpp_16 != null ? g.vs_llama_cpp_16.toFixed(2) + 'x' : 'n/a'}.`,
+    '',
+  );
+  const notes = [];
+  const cmd = (s) => (s.command ? `${s.label ?? s.name}: ${code(s.command)}` : null);
+  notes.push(`Servers: ${servers.map(cmd).filter(Boolean).join('; ')}.`);
+  const lc = servers.find((s) => s.name === 'llama.cpp');
+  if (lc?.peer)
+    notes.push(
+      `llama.cpp: node-llama-cpp ${lc.peer.node_llama_cpp} (${lc.peer.llama_cpp}), prebuilt CPU binary, one context with \`sequences\` = N (restarted per level), ${lc.peer.kv_cache} KV cache, flash attention off; node-llama-cpp batches the tokens of every active sequence into one llama_decode per cycle. It is sent \`ignore_eos: true\` (not needed with this model).`,
+    );
+  const failed = servers.filter((s) => s.error);
+  if (failed.length) notes.push(`Failed: ${failed.map((s) => `${s.name}: ${code(String(s.error).split('\n')[0].slice(0, 300))}`).join('; ')}.`);
+  const errs = servers.flatMap((s) => s.levels.filter((l) => l.errors).map((l) => `${s.name} at ${l.level} streams: ${l.errors} failed (${l.error_samples.join(' | ').slice(0, 200)})`));
+  if (errs.length) notes.push(`Failed requests: ${errs.join('; ')}.`);
+  const disturbed = servers.some((s) => s.levels.some((l) => l.disturbed));
+  notes.push(
+    disturbed
+      ? '† measured while other processes used more than 0.25 cores (server and client excluded): on this 2-core machine every server suffers, llama.cpp most (its threads spin at barriers); treat those figures as lower bounds.'
+      : 'No level was disturbed by other processes.',
+  );
+  notes.push('The client shares the machine with the server (its CPU use is recorded in the JSON); on 2 cores the server\'s HTTP thread and the client compete with the compute threads.');
+  for (const n of notes) p(`- ${n}`);
+  p('');
 }

@@ -7,7 +7,9 @@
 # (peers present and fast; run bash bench/setup.sh once first), bench/peak/run.mjs, bench/matmul.mjs,
 # bench/gpt_step.mjs, bench/webgpu_matmul.mjs (skipped with --no-webgpu), bench/llm_decode.mjs (LLM_ARGS;
 # a failure is reported and does not stop the run), bench/train_memory.mjs (TRAIN_MEMORY_ARGS, --quick under
-# --quick; a failure is reported and does not stop the run), bench/report.mjs. Extra
+# --quick; a failure is reported and does not stop the run), bench/serve_load.mjs (SERVE_ARGS, --quick under
+# --quick; serving under load, about 15 minutes in full; a failure is reported and does not stop the run),
+# bench/report.mjs. Extra
 # arguments for each step come from PEAK_ARGS, MATMUL_ARGS, GPT_ARGS, WEBGPU_ARGS (e.g.
 # MATMUL_ARGS="--sizes 256,512 --threads 1"). --quick: smaller runs to test the harness (matmul
 # n <= 512 with 3 samples, 5 GPT steps, WebGPU n <= 256 with 3 samples); its figures are still real,
@@ -36,6 +38,7 @@ if ((QUICK)); then
   WEBGPU_ARGS="${WEBGPU_ARGS:---sizes 128,256 --samples 3}"
   LLM_ARGS="${LLM_ARGS:---quick}"
   TRAIN_MEMORY_ARGS="${TRAIN_MEMORY_ARGS:---quick}"
+  SERVE_ARGS="${SERVE_ARGS:---quick}"
 fi
 read -r -a peak_args <<<"${PEAK_ARGS:-}"
 read -r -a matmul_args <<<"${MATMUL_ARGS:-}"
@@ -43,6 +46,7 @@ read -r -a gpt_args <<<"${GPT_ARGS:-}"
 read -r -a webgpu_args <<<"${WEBGPU_ARGS:-}"
 read -r -a llm_args <<<"${LLM_ARGS:-}"
 read -r -a train_memory_args <<<"${TRAIN_MEMORY_ARGS:-}"
+read -r -a serve_args <<<"${SERVE_ARGS:-}"
 mkdir -p "$BENCH/results"
 started="$(date -u +%FT%TZ)"
 step() { printf '\n######## %s\n' "$*"; }
@@ -84,12 +88,20 @@ else
   rc=$?
   printf '\nrun-all: WARNING: the training-memory step failed (exit code %s, see above); continuing.\n' "$rc" >&2
 fi
+# Serving under load: Tessera continuous batching vs --max-batch 1 vs llama.cpp, 1-64 streams.
+step "node bench/serve_load.mjs ${serve_args[*]}"
+if node "$BENCH/serve_load.mjs" "${serve_args[@]}"; then
+  :
+else
+  rc=$?
+  printf '\nrun-all: WARNING: the serving-load step failed or had failed requests (exit code %s, see above); continuing.\n' "$rc" >&2
+fi
 
 cmd="bash bench/run-all.sh $*"
 node -e '
 const [file, command, started] = process.argv.slice(1);
 require("fs").writeFileSync(file, JSON.stringify({ command: command.trim(), started, finished: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-  env: { PEAK_ARGS: process.env.PEAK_ARGS ?? null, MATMUL_ARGS: process.env.MATMUL_ARGS ?? null, GPT_ARGS: process.env.GPT_ARGS ?? null, WEBGPU_ARGS: process.env.WEBGPU_ARGS ?? null, LLM_ARGS: process.env.LLM_ARGS ?? null, TRAIN_MEMORY_ARGS: process.env.TRAIN_MEMORY_ARGS ?? null } }, null, 2) + "\n");
+  env: { PEAK_ARGS: process.env.PEAK_ARGS ?? null, MATMUL_ARGS: process.env.MATMUL_ARGS ?? null, GPT_ARGS: process.env.GPT_ARGS ?? null, WEBGPU_ARGS: process.env.WEBGPU_ARGS ?? null, LLM_ARGS: process.env.LLM_ARGS ?? null, TRAIN_MEMORY_ARGS: process.env.TRAIN_MEMORY_ARGS ?? null, SERVE_ARGS: process.env.SERVE_ARGS ?? null } }, null, 2) + "\n");
 ' "$BENCH/results/run.json" "$cmd" "$started"
 step "node bench/report.mjs"
 node "$BENCH/report.mjs"
