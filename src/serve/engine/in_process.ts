@@ -75,7 +75,13 @@ export class InProcessEngine implements Engine {
 
   private readonly loop = (): void => {
     if (this.closed) return;
-    const report = this.scheduler.step();
+    let report: StepReport | undefined;
+    try {
+      report = this.scheduler.step();
+    } catch (e) {
+      // A scheduler bug must not leave requests hanging: end them all with the reason.
+      this.scheduler.endAll('error', `engine step failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
     if (report) this.onStep?.(report);
     if (this.scheduler.hasWork() && report) {
       setImmediate(this.loop);
