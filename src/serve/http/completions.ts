@@ -213,7 +213,6 @@ class Exchange {
     const { ctx, request } = this;
     const principal = request.principal!;
     const durationMs = performance.now() - this.arrivedAt;
-    request.recordedStatus = status;
     if (status === 499) ctx.metrics.countRequest(request, this.endpoint, status);
     const rec: UsageRecord = {
       requestId: this.id,
@@ -230,17 +229,23 @@ class Exchange {
       durationMs,
       ...(o.timeToFirstTokenMs !== undefined ? { timeToFirstTokenMs: o.timeToFirstTokenMs } : {}),
     };
+    try {
+      // First: if the ledger fails, nothing below claims the request was served.
+      ctx.ledger.record(rec);
+    } finally {
+      // The rate limiter's reservation is released either way.
+      this.commitTokens(o.promptTokens + o.completionTokens);
+    }
+    request.recordedStatus = status;
     const labels = { endpoint: this.endpoint };
     ctx.metrics.promptTokens.inc(labels, o.promptTokens);
     ctx.metrics.completionTokens.inc(labels, o.completionTokens);
     ctx.metrics.requestDuration.observe(labels, durationMs / 1000);
     if (o.timeToFirstTokenMs !== undefined) ctx.metrics.timeToFirstToken.observe(labels, o.timeToFirstTokenMs / 1000);
-    this.commitTokens(o.promptTokens + o.completionTokens);
     request.log.info(
       { completionId: this.id, tenant: principal.tenant.id, promptTokens: o.promptTokens, completionTokens: o.completionTokens, cachedTokens: o.cachedTokens, ttftMs: o.timeToFirstTokenMs, durationMs: Math.round(durationMs), status, finishReason, error: o.error },
       'completion finished',
     );
-    ctx.ledger.record(rec);
   }
 }
 

@@ -9,6 +9,9 @@ import type { Tokenizer } from '../../tokenizer/types.js';
 /** Prompt tokens kept as left context, so the first generated token decodes with its leading space. */
 const CONTEXT_TOKENS = 6;
 
+/** Control tokens (BOS, end-of-turn) are not text for the client, as in vLLM and Hugging Face serving. */
+const DECODE = { skipSpecial: true } as const;
+
 /**
  * Decodes a growing token sequence piece by piece. Each step decodes a short window twice (up to the
  * last emitted token, and up to the new one) and emits the difference, so tokenizer quirks that depend
@@ -31,8 +34,8 @@ export class IncrementalDetokenizer {
   /** The new text that `token` completes ('' while a character is still incomplete). */
   push(token: number): string {
     this.tokens.push(token);
-    const prefix = this.tokenizer.decode(this.tokens.slice(this.prefixOffset, this.readOffset));
-    const full = this.tokenizer.decode(this.tokens.slice(this.prefixOffset));
+    const prefix = this.tokenizer.decode(this.tokens.slice(this.prefixOffset, this.readOffset), DECODE);
+    const full = this.tokenizer.decode(this.tokens.slice(this.prefixOffset), DECODE);
     if (full.length <= prefix.length || full.endsWith('\uFFFD')) return '';
     // Drop the tokens that no longer matter, so the window stays short.
     this.tokens = this.tokens.slice(this.readOffset);
@@ -43,8 +46,8 @@ export class IncrementalDetokenizer {
 
   /** Whatever is still held back at the end (an incomplete character decodes to U+FFFD here). */
   flush(): string {
-    const prefix = this.tokenizer.decode(this.tokens.slice(this.prefixOffset, this.readOffset));
-    const full = this.tokenizer.decode(this.tokens.slice(this.prefixOffset));
+    const prefix = this.tokenizer.decode(this.tokens.slice(this.prefixOffset, this.readOffset), DECODE);
+    const full = this.tokenizer.decode(this.tokens.slice(this.prefixOffset), DECODE);
     this.tokens = [];
     this.prefixOffset = this.readOffset = 0;
     return full.length > prefix.length ? full.slice(prefix.length) : '';
