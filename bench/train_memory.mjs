@@ -54,7 +54,7 @@
  * other part of the previous file, with its own date and command).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BENCH_DIR,
@@ -217,6 +217,9 @@ const summary = (r) => {
   };
 };
 
+/** Called with partial results after every table configuration and every search side (set by main). */
+let savePartial = () => {};
+
 async function runTable() {
   const features = pickList(args.features, QUICK ? ['off', 'all'] : Object.keys(FEATURES));
   const names = pickList(args.configs, TABLE_CONFIGS.map((c) => c.name));
@@ -240,6 +243,7 @@ async function runTable() {
       rows.push(row);
     }
     configs.push({ ...cfg, vocab: VOCAB, params, accum: ACCUM, rows });
+    savePartial({ table: { date: new Date().toISOString(), command: commandLine('train_memory.mjs'), pytorch_steps: PT_STEPS, tessera_steps: TS_STEPS, profile: PROFILE, configs, partial: true } });
   }
   return { date: new Date().toISOString(), command: commandLine('train_memory.mjs'), pytorch_steps: PT_STEPS, tessera_steps: TS_STEPS, profile: PROFILE, configs };
 }
@@ -313,6 +317,7 @@ async function runSearch() {
         ? `  ${name}: largest fitting h=${best.heads} (n_embd ${best.embd}), ${(best.params / 1e6).toFixed(1)}M params, peak RSS ${mib(best.peak_rss)} MiB`
         : `  ${name}: ${failure ? `failed: ${String(failure).split('\n')[0]}` : 'nothing fits'}`,
     );
+    savePartial({ search: { date: new Date().toISOString(), command: commandLine('train_memory.mjs'), budget_mib: BUDGET_MIB, sides: out, partial: true } });
   }
   const P = Object.fromEntries(out.map((o) => [o.name, o.best?.params ?? null]));
   const ratio = (a, b) => (P[a] && P[b] ? P[a] / P[b] : null);
@@ -354,11 +359,8 @@ async function main() {
   const tess = probe.ok ? probe.result : { error: probe.error };
   console.log(`Tessera device: ${tess.device ?? 'n/a'} (${tess.note ?? tess.error}); threads ${THREADS}; budget ${BUDGET_MIB} MiB`);
   const prev = readResult('train_memory.json');
-  const keepPrev = prev && !!prev.quick === QUICK;
-  const table = ONLY === 'search' ? (keepPrev ? prev.table ?? null : null) : await runTable();
-  if (ONLY !== 'search') printTable(table);
-  const search = ONLY === 'table' ? (keepPrev ? prev.search ?? null : null) : await runSearch();
-  const res = {
+  const keepPrev = prev && !!prev.quick === QUICK && !prev.partial;
+  const header = () => ({
     kind: 'train_memory',
     date: new Date().toISOString(),
     command: commandLine('train_memory.mjs'),
@@ -368,9 +370,18 @@ async function main() {
     tessera_build: { ...tesseraBuildInfo(), dist_built_at_start: buildAtStart?.dist_built ?? null },
     threads: THREADS,
     python: PYTHON,
-    table,
-    search,
+  });
+  const kept = { table: ONLY === 'search' && keepPrev ? prev.table ?? null : null, search: ONLY === 'table' && keepPrev ? prev.search ?? null : null };
+  // Partial results go to their own file, so an interrupted run leaves the last complete one in place.
+  savePartial = (part) => {
+    Object.assign(kept, part);
+    writeResult('train_memory.partial.json', { ...header(), partial: true, ...kept });
   };
+  const table = ONLY === 'search' ? kept.table : await runTable();
+  kept.table = table;
+  if (ONLY !== 'search') printTable(table);
+  const search = ONLY === 'table' ? kept.search : await runSearch();
+  const res = { ...header(), table, search };
   if (search) {
     const r = search.ratios;
     console.log(
@@ -381,6 +392,7 @@ async function main() {
     );
   }
   const file = writeResult('train_memory.json', res);
+  rmSync(join(BENCH_DIR, 'results', 'train_memory.partial.json'), { force: true });
   console.log(`\nwrote ${file}`);
 }
 
