@@ -100,9 +100,11 @@ export function recordFree(id: number): void {
 }
 
 /** @internal Move allocation `id` to another owner (a tensor became a parameter, a gradient, state, ...). */
-export function recordOwner(id: number, owner: MemoryOwner, label?: string): void {
+export function recordOwner(id: number, owner: MemoryOwner, label?: string, shape?: readonly number[]): void {
   const info = live.get(id);
-  if (!info || (info.owner === owner && (label === undefined || label === info.label))) return;
+  if (!info) return;
+  if (shape) (info as { shape: readonly number[] }).shape = [...shape];
+  if (info.owner === owner && (label === undefined || label === info.label)) return;
   const s = statsFor(info.device);
   const from = info.owner;
   s.byOwner[from] -= info.bytes;

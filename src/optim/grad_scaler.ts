@@ -12,6 +12,7 @@ import { ValueError } from '../errors.js';
 import { noGrad } from '../tensor/context.js';
 import { realize, tensor, where, type Tensor } from '../tensor/tensor.js';
 import type { Optimizer, StepOptions } from './optimizer.js';
+import { getDefaultDevice } from '../runtime/registry.js';
 
 /** Options of {@link GradScaler} (PyTorch's defaults, plus a floor). */
 export interface GradScalerOptions {
@@ -114,9 +115,12 @@ export class GradScaler {
     const gradScale = this.unscaled.has(opt) ? undefined : this.inverse(opt);
     this.unscaled.delete(opt);
     noGrad(() => {
-      // Σ g·0 is NaN exactly when some gradient is inf or NaN (and 0 otherwise): one cheap reduction.
-      const probe = grads.map((g) => g.cast('f32').mul(0).sum()).reduce((a, b) => a.add(b), tensor(0, { dtype: 'f32', device }));
-      const found = probe.ne(probe);
+      // Count the elements that are not finite: |g| < FLT_MAX is false for ±inf and NaN (a strict '<':
+      // '≤' is built as not-'>', which NaN passes). A comparison, not NaN propagation: GPU compilers may
+      // fold g·0 to 0, which would hide an overflow.
+      const FLT_MAX = 3.4028234663852886e38;
+      const probe = grads.map((g) => where(g.cast('f32').abs().lt(FLT_MAX), 0, 1).sum()).reduce((a, b) => a.add(b), tensor(0, { dtype: 'f32', device }));
+      const found = probe.gt(0);
       const foundF = found.cast('f32');
       const tracker = st.tracker.add(1).mul(foundF.neg().add(1));
       const grow = tracker.ge(this.growthInterval);
@@ -132,7 +136,7 @@ export class GradScaler {
   /** Current scale, skipped steps and growth tracker (one small device read). */
   state(device?: string): GradScalerState {
     if (!this.enabled) return { scale: 1, skippedSteps: 0, growthTracker: 0 };
-    const st = this.on(device ?? [...this.tensors.keys()][0] ?? 'cpu');
+    const st = this.on(device ?? [...this.tensors.keys()][0] ?? getDefaultDevice());
     realize(st.scale, st.skipped, st.tracker);
     return { scale: st.scale.itemSync(), skippedSteps: st.skipped.itemSync(), growthTracker: st.tracker.itemSync() };
   }

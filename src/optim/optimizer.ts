@@ -172,8 +172,12 @@ export abstract class Optimizer {
     for (const t of this.lrTensors.values()) t.write(lr);
   }
 
-  /** Number of steps taken (by the parameter that took most). */
+  /**
+   * Number of steps taken (by the parameter that took most). Read from the device step counters once
+   * state exists, so it is right after `jit` replays and steps skipped on the device (`skipIf`).
+   */
   get stepCount(): number {
+    if (this._state) return Math.max(0, ...this._state.map((s) => s.step!.itemSync()));
     return Math.max(0, ...this.steps);
   }
 

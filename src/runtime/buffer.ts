@@ -33,8 +33,8 @@ export class DeviceBuffer {
   }
 
   /** Account this buffer to `owner` (parameter, optimizer state, KV cache, ...) in memory telemetry. */
-  setOwner(owner: MemoryOwner, label?: string): void {
-    if (!this.freed) recordOwner(this.allocId, owner, label);
+  setOwner(owner: MemoryOwner, label?: string, shape?: readonly number[]): void {
+    if (!this.freed) recordOwner(this.allocId, owner, label, shape);
   }
 
   get disposed(): boolean {

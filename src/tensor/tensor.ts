@@ -360,13 +360,13 @@ export class Tensor {
    */
   setMemoryOwner(owner: MemoryOwner, label?: string): this {
     this._owner = { owner, ...(label === undefined ? {} : { label }) };
-    if (this.isRealized) this._node.buffer.setOwner(owner, label);
+    if (this.isRealized) this._node.buffer.setOwner(owner, label, this.shape);
     return this;
   }
 
   /** @internal Point at a freshly computed buffer (ownership passes to this tensor). */
   _setRealized(buf: DeviceBuffer): void {
-    if (this._owner) buf.setOwner(this._owner.owner, this._owner.label);
+    if (this._owner) buf.setOwner(this._owner.owner, this._owner.label, this._node.shape);
     const graph = this._node;
     const node = bufferNode(buf, graph.shape);
     if (this._target) {

@@ -273,7 +273,9 @@ function floatLit(v: number): string {
   if (v === Infinity) return 'tinf()';
   if (v === -Infinity) return '(-tinf())';
   if (Object.is(v, -0)) return '(-0.0)';
-  const s = Math.fround(v).toPrecision(9);
+  // The exact value of the f32 (shortest round-trip of the double): a 9-digit rounding can land above
+  // FLT_MAX, which WGSL rejects as unrepresentable instead of rounding.
+  const s = String(Math.fround(v));
   const lit = s.includes('e') || s.includes('.') ? s : s + '.0';
   return lit.startsWith('-') ? `(${lit})` : lit;
 }
