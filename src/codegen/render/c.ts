@@ -498,6 +498,19 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     const ops = ctx.lines.map((l) => '    ' + l);
     const val = `(float)${operand(value, 'f32')}`;
     const fast = rowMajorOperand(ir, stmts, value, which === 'a' ? 'mf' : 'kf', which === 'a' ? 'kf' : 'nf');
+    // A transposed f32 operand (a weight read as Wᵀ, an activation in the backward pass): the
+    // column-major packers, instead of the generic per-element index arithmetic below.
+    const transposed = fast ? undefined : rowMajorOperand(ir, stmts, value, which === 'a' ? 'kf' : 'nf', which === 'a' ? 'mf' : 'kf');
+    if (transposed && transposed.dtype === 'f32') {
+      const at = `b${transposed.param} + ${idx(transposed.base)}`;
+      lines.push(
+        which === 'a'
+          ? `  tessera_pack_a_colmajor(${at}, ${transposed.ld}, m0, mc, k0, kc, dst);`
+          : `  tessera_pack_b_colmajor(${at}, ${transposed.ld}, k0, kc, n0, nc, dst);`,
+      );
+      lines.push(`}`);
+      return lines.join('\n');
+    }
     if (fast) {
       // A plain row-major f32 operand: the driver's tuned packer (vector copies / in-register transpose).
       const ld = fast.ld;

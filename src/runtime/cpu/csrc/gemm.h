@@ -245,6 +245,40 @@ static inline void tessera_pack_b_rowmajor_u16(const uint16_t *B, int ldb, int k
   }
 }
 
+/* Column-major A (element (m, k) at m + k*lda, i.e. a transposed row-major matrix): each packed
+   k-slice is MR consecutive floats of one source column, a straight copy. */
+static inline void tessera_pack_a_colmajor(const float *A, int lda, int m0, int mc, int k0, int kc, float *dst) {
+  const int MR = TESSERA_MR;
+  for (int i = 0; i < mc; i += MR, dst += (size_t)kc * MR) {
+    const int rows = mc - i < MR ? mc - i : MR;
+    for (int k = 0; k < kc; ++k) {
+      const float *src = A + (size_t)(k0 + k) * lda + m0 + i;
+      float *d = dst + (size_t)k * MR;
+      int r = 0;
+      for (; r < rows; ++r) d[r] = src[r];
+      for (; r < MR; ++r) d[r] = 0.0f;
+    }
+  }
+}
+
+/* Column-major B (element (k, n) at k + n*ldb: a weight W[n, k] read as Wᵀ): each of a panel's NR
+   columns is a contiguous run along k, scattered into the panel with stride NR. Reads stream; the
+   panel (kc x NR floats) stays in L1/L2 while it is written. */
+static inline void tessera_pack_b_colmajor(const float *B, int ldb, int k0, int kc, int n0, int nc, float *dst) {
+  const int NR = TESSERA_NR;
+  for (int p = 0; p * NR < nc; ++p) {
+    const int cols = nc - p * NR < NR ? nc - p * NR : NR;
+    float *d = dst + (size_t)p * kc * NR;
+    int c = 0;
+    for (; c < cols; ++c) {
+      const float *src = B + (size_t)(n0 + p * NR + c) * ldb + k0;
+      for (int k = 0; k < kc; ++k) d[(size_t)k * NR + c] = src[k];
+    }
+    for (; c < NR; ++c)
+      for (int k = 0; k < kc; ++k) d[(size_t)k * NR + c] = 0.0f;
+  }
+}
+
 static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {
   const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
   tessera_pack_a_rowmajor_ex(p->A, p->lda, m0, mc, k0, kc, dst);
