@@ -17,6 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { EngineOverloadedError, EngineRequestError, type FinishReason, type UsageRecord } from '../types.js';
 import { ChatTemplateError, END_OF_TURN_TOKENS, renderChatPrompt } from './chat_template.js';
 import type { InFlight, ServeContext } from './context.js';
+import { ValueError } from '../../errors.js';
 import { ApiError, invalidRequest, modelNotFound, overloaded, rateLimited, serverError } from './errors.js';
 import { Generation, type GenerationOutcome } from './generation.js';
 import { chatBodySchema, completionBodySchema, type ChatBody, type ChatMessage, type CompletionBody } from './schemas.js';
@@ -62,7 +63,7 @@ function promptTokensOf(ctx: ServeContext, body: CompletionBody): number[] {
   const p = body.prompt;
   if (typeof p === 'string' || typeof p[0] === 'string') {
     const text = typeof p === 'string' ? p : (p[0] as string);
-    const ids = ctx.tokenizer.encode(text);
+    const ids = encodeOrReject(() => ctx.tokenizer.encode(text), 'prompt');
     if (ids.length === 0) throw invalidRequest('prompt must not be empty.', 'prompt');
     return ids;
   }
@@ -86,7 +87,20 @@ function chatPromptTokens(ctx: ServeContext, body: ChatBody): number[] {
   }
   // The template writes the control tokens (BOS, <|im_start|>) as text: parse them back into their ids,
   // and add no BOS of our own (the template has it where the model wants it), as Hugging Face does.
-  return ctx.tokenizer.encode(text, { addSpecial: false, parseSpecial: true });
+  return encodeOrReject(() => ctx.tokenizer.encode(text, { addSpecial: false, parseSpecial: true }), 'messages');
+}
+
+/**
+ * Tokenize client text; a tokenizer that cannot encode it (a character outside a vocabulary with no
+ * byte fallback, e.g. a character-level model) is the client's input problem: 400 naming the field.
+ */
+function encodeOrReject(encode: () => number[], field: string): number[] {
+  try {
+    return encode();
+  } catch (e) {
+    if (e instanceof ValueError) throw invalidRequest(`${field} cannot be tokenized by this model: ${e.message}`, field);
+    throw e;
+  }
 }
 
 /** End-of-sequence ids, plus the end-of-turn tokens of chat templates for chat requests. */
