@@ -798,6 +798,16 @@ function trainMemorySection(tm) {
         `Goal: ${r.goal}: ${r.tessera_all_over_pytorch == null ? 'not measured' : r.tessera_all_over_pytorch >= 3 ? '**met**' : '**not met**'}.`,
       '',
     );
+    // The knob moves in whole heads, so each side's true limit lies between its largest fitting size and
+    // its smallest size that did not fit.
+    const side = (n) => s.sides.find((x) => x.name === n);
+    const fail = (x) => Math.min(...(x?.probes ?? []).filter((q) => !q.fits && x.best && q.params > x.best.params).map((q) => q.params));
+    const [ta, pp] = [side('tessera-all'), side('pytorch')];
+    if (ta?.best && pp?.best && Number.isFinite(fail(ta)) && Number.isFinite(fail(pp)))
+      p(
+        `The family moves in whole heads (n_embd ± ${f.headDim}), so each limit is known to within one step: PyTorch (plain) fits between ${M(pp.best.params)} and ${M(fail(pp))}, Tessera (all on) between ${M(ta.best.params)} and ${M(fail(ta))}; the true ratio lies between ${(ta.best.params / fail(pp)).toFixed(2)}x and ${(fail(ta) / pp.best.params).toFixed(2)}x.`,
+        '',
+      );
   }
 }
 

@@ -272,6 +272,7 @@ async function runSearch() {
         fits,
         peak_rss: r.ok ? r.result.peak_rss : null,
         baseline_rss: r.ok ? r.result.baseline_rss : null,
+        own_peak_by_owner: r.ok ? (r.result.tessera_stats?.[r.result.device]?.peakByOwner ?? null) : null,
         max_polled_rss: r.max_polled_rss,
         killed: r.killed ?? null,
         error: r.ok || r.killed ? null : r.error,
