@@ -746,7 +746,7 @@ function trainMemorySection(tm) {
   if (t) {
     p(`Command: ${code(t.command)} (${t.date}). Steps per cell: PyTorch ${t.pytorch_steps} (step 1 creates the AdamW state), Tessera ${t.tessera_steps} (jit: trace, capture, first replay)${t.profile ? ', PyTorch + 1 profiled step' : ''}; ${tm.threads} threads.`, '');
     for (const c of t.configs) {
-      p(`**${c.label}**: ${c.layers} layers, ${c.heads} heads, n_embd ${c.embd}, block ${c.block}, vocab ${c.vocab}, batch ${c.batch}, ${M(c.params)} parameters.`, '');
+      p(`**${c.label}**: ${c.layers} layers, ${c.heads} heads, n_embd ${c.embd}, block ${c.block}, vocab ${c.vocab}, batch ${c.batch}, ${M(c.params)} parameters${c.command && c.command !== t.command ? ` (measured by ${code(c.command)}, ${c.date})` : ''}.`, '');
       p('| features | PyTorch peak RSS MiB (baseline) | PyTorch allocator peak MiB | Tessera peak RSS MiB (baseline) | Tessera memory.stats peak MiB | Tessera / PyTorch peak RSS | Tessera / PyTorch above baseline |');
       p('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
       for (const r of c.rows) {

@@ -242,7 +242,7 @@ async function runTable() {
       if (row.pytorch.ok && row.tessera.ok) row.ratio_peak_rss = row.tessera.peak_rss / row.pytorch.peak_rss;
       rows.push(row);
     }
-    configs.push({ ...cfg, vocab: VOCAB, params, accum: ACCUM, rows });
+    configs.push({ ...cfg, vocab: VOCAB, params, accum: ACCUM, rows, date: new Date().toISOString(), command: commandLine('train_memory.mjs') });
     savePartial({ table: { date: new Date().toISOString(), command: commandLine('train_memory.mjs'), pytorch_steps: PT_STEPS, tessera_steps: TS_STEPS, profile: PROFILE, configs, partial: true } });
   }
   return { date: new Date().toISOString(), command: commandLine('train_memory.mjs'), pytorch_steps: PT_STEPS, tessera_steps: TS_STEPS, profile: PROFILE, configs };
@@ -378,7 +378,17 @@ async function main() {
     Object.assign(kept, part);
     writeResult('train_memory.partial.json', { ...header(), partial: true, ...kept });
   };
-  const table = ONLY === 'search' ? kept.table : await runTable();
+  let table = ONLY === 'search' ? kept.table : await runTable();
+  // --configs with a subset: the other configurations of the previous complete run are kept (each row
+  // group carries its own date and command).
+  const prevCfgs = keepPrev ? (prev.table?.configs ?? []) : [];
+  if (ONLY !== 'search' && prevCfgs.length) {
+    const done = new Set(table.configs.map((c) => c.name));
+    const order = TABLE_CONFIGS.map((c) => c.name);
+    const merged = [...prevCfgs.filter((c) => !done.has(c.name)), ...table.configs];
+    merged.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
+    table = { ...table, configs: merged };
+  }
   kept.table = table;
   if (ONLY !== 'search') printTable(table);
   const search = ONLY === 'table' ? kept.search : await runSearch();
