@@ -6,8 +6,12 @@
  *
  *   node bench/serve_load.mjs [--quick] [--levels 1,4,16,64] [--servers tessera,tessera-b1,llama.cpp]
  *                             [--threads 2] [--prompt-tokens 48] [--max-tokens 64] [--requests-per-stream 2]
- *                             [--min-requests 8] [--level-time-s 60] [--level-cap-s 180] [--kv-cache-mb 256]
- *                             [--llama-kv f16] [--out serve_load.json]
+ *                             [--min-requests 8] [--level-time-s 60] [--level-cap-s 150] [--budget-s 1500]
+ *                             [--kv-cache-mb 256] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
+ *                             [--out serve_load.json] [--merge] [--keep-dir]
+ *
+ * --merge replaces only the servers measured now in an existing results file made with the same model
+ * and request options (to rerun one server).
  *
  * The model: a random-weight Llama (dim 512, 8 layers, 8 heads, 4 KV heads, SwiGLU 1408, vocab 32000,
  * context 512, untied LM head: 56.4M parameters; --quick: dim 256, 4 layers, vocab 4096, context 256)
@@ -27,12 +31,14 @@
  *                tokens into one llama_decode per cycle; f16 KV cache (--llama-kv), flash attention off.
  * A tenant and an API key are created first with `tessera tenants create` / `tessera keys create --quiet`.
  *
- * Per server and concurrency level N: a warm-up round (untimed; N concurrent requests for the batching
- * servers, so every shape bucket the level uses is compiled, min(N, 2) for batch size 1), then N streams,
+ * Per server and concurrency level N: a warm-up round (untimed; the same closed loop as below for the
+ * batching servers, so the shape buckets the level uses are compiled; 2 requests for batch size 1; at most
+ * --level-time-s), a wait of up to --quiet-wait-s for other processes to calm down, then N streams,
  * each issuing streaming /v1/completions requests back to back (temperature 0, a distinct 48-token
  * prompt of token ids per request, so no prefix-cache hits) until max(requests-per-stream * N,
  * min-requests) requests were issued or --level-time-s passed; requests still running at --level-cap-s
- * are aborted (reported as errors). Recorded per request from SSE chunk arrival times: time to first token
+ * are aborted (reported as errors); once the whole run has lasted --budget-s, remaining levels are skipped.
+ * Recorded per request from SSE chunk arrival times: time to first token
  * (request start to the first token chunk), every inter-token gap, completion tokens (usage), finish
  * reason. Per level: throughput = completion tokens of all requests / wall time of the level (first
  * request start to last request end), p50/p99 TTFT, p50/p99 inter-token latency (over all gaps of all
@@ -59,6 +65,7 @@ import {
   importTessera,
   machineInfo,
   parseArgs,
+  readResult,
   runJsonChild,
   tesseraBuildInfo,
   waitQuiet,
@@ -325,7 +332,7 @@ async function drive(base, { key, streams, total, deadline, cap, promptOf, maxTo
   const results = [];
   let issued = 0;
   const capTimer = setTimeout(() => {
-    for (const r of inflight) r.destroy(new Error(`aborted at the level cap (${Math.round((cap - performance.now()) / 1000)} s)`));
+    for (const r of inflight) r.destroy(new Error("aborted at the time cap"));
   }, Math.max(0, cap - performance.now()));
   const loop = async () => {
     while (issued < total && performance.now() < deadline) {
@@ -390,7 +397,8 @@ function options() {
     requestsPerStream: num(args['requests-per-stream'], 2),
     minRequests: num(args['min-requests'], QUICK ? 4 : 8),
     levelTimeS: num(args['level-time-s'], QUICK ? 15 : 60),
-    levelCapS: num(args['level-cap-s'], QUICK ? 60 : 180),
+    levelCapS: num(args['level-cap-s'], QUICK ? 60 : 150),
+    budgetS: num(args['budget-s'], QUICK ? 600 : 1500),
     kvCacheMb: num(args['kv-cache-mb'], 256),
     llamaKv: String(args['llama-kv'] ?? 'f16'),
     startupTimeoutS: num(args['startup-timeout-s'], 300),
@@ -419,6 +427,11 @@ async function measureServer(name, o, ctx) {
   };
   try {
     for (const N of o.levels) {
+      if ((performance.now() - ctx.t0) / 1000 > o.budgetS) {
+        (info.skipped_levels ??= []).push(N);
+        console.log(`  ${name} N=${N}: skipped (the run is over --budget-s ${o.budgetS})`);
+        continue;
+      }
       if (name === 'llama.cpp') {
         if (server) await server.stop();
         server = await startLlama(N);
@@ -435,7 +448,7 @@ async function measureServer(name, o, ctx) {
       // same mixes of prefills and decodes (Tessera compiles one step per shape bucket).
       const warmStreams = name === 'tessera-b1' ? Math.min(N, 2) : N;
       const tw = performance.now();
-      const warm = await drive(base, { ...common, streams: warmStreams, total: name === 'tessera-b1' ? warmStreams : Math.max(o.requestsPerStream * N, o.minRequests), deadline: tw + o.levelTimeS * 500, cap: tw + o.levelCapS * 1000, promptOf: (k) => promptIds(o.promptTokens, 900_001 + N * 1000 + k, o.config.vocabSize) });
+      const warm = await drive(base, { ...common, streams: warmStreams, total: name === 'tessera-b1' ? warmStreams : Math.max(o.requestsPerStream * N, o.minRequests), deadline: tw + o.levelTimeS * 500, cap: tw + o.levelTimeS * 1000, promptOf: (k) => promptIds(o.promptTokens, 900_001 + N * 1000 + k, o.config.vocabSize) });
       const warmErrors = warm.filter((r) => !r.ok);
       const warm_s = (performance.now() - tw) / 1000;
       if (warmErrors.length) console.log(`  ${name} N=${N}: warm-up: ${warmErrors.length}/${warm.length} failed: ${warmErrors[0].error}`);
@@ -538,7 +551,7 @@ async function main() {
     if (o.servers.some((s) => s.startsWith('tessera'))) key = tesseraAdmin(join(dir, 'ledger.db'));
     for (const name of o.servers) {
       const ts = performance.now();
-      const r = await measureServer(name, o, { file: exported.file, dir, key });
+      const r = await measureServer(name, o, { file: exported.file, dir, key, t0 });
       r.seconds = (performance.now() - ts) / 1000;
       results.push(r);
     }
@@ -546,6 +559,19 @@ async function main() {
     if (args['keep-dir'] === true) console.log(`kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }
+  // --merge: keep the other servers of the existing results file (same model and request options).
+  const outName = args.out && args.out !== true ? String(args.out) : 'serve_load.json';
+  let merged = [];
+  if (args.merge === true) {
+    const prev = readResult(outName);
+    const same = prev && JSON.stringify(prev.model?.config) === JSON.stringify(o.config) && prev.options?.promptTokens === o.promptTokens && prev.options?.maxTokens === o.maxTokens && prev.options?.threads === o.threads;
+    if (!same) console.log(`--merge: ${outName} is missing or was made with other model/request options; not merging`);
+    else merged = prev.servers.filter((s) => !o.servers.includes(s.name)).map((s) => ({ ...s, from: s.from ?? { command: prev.command, date: prev.date } }));
+  }
+  for (const r of results) r.from = { command: commandLine('serve_load.mjs'), date: new Date().toISOString() };
+  results.unshift(...merged);
+  results.sort((a, b) => ALL_SERVERS.indexOf(a.name) - ALL_SERVERS.indexOf(b.name));
+  o.levels = [...new Set([...o.levels, ...results.flatMap((r) => r.levels.map((l) => l.level))])].sort((a, b) => a - b);
   const g = goal(results);
   console.log('');
   console.log(table(results, o));
@@ -557,10 +583,10 @@ async function main() {
         `p99 ITL ${fmt(g.p99_itl_16_ms, 1)} ms vs single-stream ${fmt(g.p99_itl_1_ms, 1)} ms = ${fmt(g.p99_itl_ratio, 2)}x (need ≤ 2: ${g.itl_met ? 'met' : 'NOT met'})`,
     );
   else console.log('goal: not evaluated (needs tessera and tessera-b1 at 16 streams and tessera at 1)');
-  const file = writeResult(args.out && args.out !== true ? String(args.out) : 'serve_load.json', {
+  const file = writeResult(outName, {
     kind: 'serve_load',
     date: new Date().toISOString(),
-    command: commandLine('serve_load.mjs'),
+    command: merged.length ? [...new Set(results.map((r) => r.from.command))].join(' && ') : commandLine('serve_load.mjs'),
     quick: QUICK,
     seconds: (performance.now() - t0) / 1000,
     machine: machineInfo(),
@@ -570,7 +596,7 @@ async function main() {
     method: {
       client: 'this script, node:http over loopback, keep-alive; one streaming /v1/completions request at a time per stream, back to back',
       request: { prompt: `${o.promptTokens} token ids, distinct per request`, max_tokens: o.maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true } },
-      warmup: 'per level, untimed: N concurrent requests (tessera, llama.cpp), min(N, 2) (tessera-b1)',
+      warmup: 'per level, untimed: the same closed loop as the measured phase (tessera, llama.cpp; at most half of --level-time-s for new requests), min(N, 2) requests (tessera-b1)',
       requests_per_level: `max(${o.requestsPerStream} x N, ${o.minRequests}), none started after ${o.levelTimeS} s, aborted at ${o.levelCapS} s`,
       throughput: 'completion tokens (streamed usage) of all requests / (last request end - first request start)',
       ttft: 'request start to the first token chunk',
