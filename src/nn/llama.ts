@@ -208,7 +208,11 @@ export class LlamaMLP extends Module {
 
   /** SwiGLU: down(silu(gate(x)) · up(x)). */
   forward(x: Tensor): Tensor {
-    return this.downProj.forward(this.gateProj.forward(x).silu().mul(this.upProj.forward(x)));
+    // Each product stored on its own: fused together (two accumulators in one loop) they would run as a
+    // plain reduction, not the GEMM, which costs batched decoding and prefill several times over.
+    const gate = this.gateProj.forward(x).contiguous();
+    const up = this.upProj.forward(x).contiguous();
+    return this.downProj.forward(gate.silu().mul(up));
   }
 }
 

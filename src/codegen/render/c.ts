@@ -390,6 +390,8 @@ function work(stmts: readonly Stmt[]): number {
 }
 
 const PARALLEL_MIN_WORK = 1 << 15;
+/** Most rows a product may have to take the skinny path (gemm.h TESSERA_SKINNY_MAX_M). */
+const SKINNY_MAX_M = 16;
 
 /** A generic kernel: loop nest with the leading global loops collapsed and split across threads. */
 function renderLoopKernel(ir: KernelIR, fn: string): string {
@@ -595,6 +597,20 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   out.push(`    }`);
   out.push(`  }`);
   out.push(`}`);
+  }
+  // Few rows against a weight stored row by row: the skinny path (gemm.h) reads each weight row once.
+  const aRows = B === 1 && M <= SKINNY_MAX_M ? rowMajorOperand(ir, aStmts, g.a, 'mf', 'kf') : undefined;
+  const bRows = aRows ? rowMajorOperand(ir, bStmts, g.b, 'nf', 'kf') : undefined;
+  if (aRows && bRows && aRows.dtype === 'f32' && bRows.dtype === 'f32') {
+    out.push(`static void ${fn}_skinny(void *cv, int64_t lo, int64_t hi) {`);
+    out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
+    out.push(`  tessera_skinny_range(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${bRows.param} + ${idx(bRows.base)}, ${bRows.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
+    out.push(`}`);
+    out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+    out.push(`  ${fn}_ctx c = { A, S, 0 };`);
+    out.push(2 * M * N * K < PARALLEL_MIN_WORK * 8 ? `  ${fn}_skinny(&c, 0, ${N});` : `  T->parallel_for(${N}, ${fn}_skinny, &c);`);
+    out.push(`}`);
+    return out.join('\n');
   }
   const desc = `{ .M = ${M}, .N = ${N}, .K = ${K}, .pack_a = ${fn}_pack_a, .pack_b = ${fn}_pack_b, .epilogue = ${fn}_epilogue, .ctx = &c }`;
   out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_bctx;`);

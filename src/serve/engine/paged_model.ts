@@ -159,7 +159,9 @@ export class PagedLlama implements StepModel {
     let l = 0;
     for (const layer of m.layers) {
       const a = layer.selfAttn;
-      const h = layer.inputLayernorm.forward(x);
+      // Normalised inputs are stored once: inlined into a projection's operand, the norm's per-row scale
+      // would keep the product off the GEMM paths (a plain reduction, recomputing the norm per column).
+      const h = layer.inputLayernorm.forward(x).contiguous();
       const q = rope(a.qProj.forward(h).reshape([N, H, hd]), cos, sin).reshape([N, KV, rep, hd]);
       const k = rope(a.kProj.forward(h).reshape([N, KV, hd]), cos, sin);
       const v = a.vProj.forward(h);
@@ -190,7 +192,7 @@ export class PagedLlama implements StepModel {
       const yNew = pNew.matmul(vNew).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]));
       x = x.add(y);
-      x = x.add(layer.mlp.forward(layer.postAttentionLayernorm.forward(x)));
+      x = x.add(layer.mlp.forward(layer.postAttentionLayernorm.forward(x).contiguous()));
       l++;
     }
     const last = m.norm.forward(gatherRows(x, logitRows));

@@ -279,6 +279,71 @@ static inline void tessera_pack_b_colmajor(const float *B, int ldb, int k0, int 
   }
 }
 
+/* ---------------------------------------------------------------- skinny products */
+/* Few rows (batched decoding: M = a handful of tokens) against a weight stored row by row (W[n, k], read
+   as Wᵀ): packing would re-read and re-write the whole weight and the register tile would be mostly
+   padding. Instead each weight row is read once, from L1, by the dot products of all M rows. */
+#define TESSERA_SKINNY_MAX_M 16
+#define TESSERA_SKINNY_NB 64
+
+static inline float tessera_dot(const float *a, const float *b, int K) {
+  int k = 0;
+  float r = 0.0f;
+#if TESSERA_VL > 1
+  tessera_vf s0 = {0}, s1 = {0};
+  for (; k + 2 * TESSERA_VL <= K; k += 2 * TESSERA_VL) {
+    s0 += *(const tessera_vfu *)(a + k) * *(const tessera_vfu *)(b + k);
+    s1 += *(const tessera_vfu *)(a + k + TESSERA_VL) * *(const tessera_vfu *)(b + k + TESSERA_VL);
+  }
+  s0 += s1;
+  for (int v = 0; v < TESSERA_VL; ++v) r += s0[v];
+#endif
+  for (; k < K; ++k) r += a[k] * b[k];
+  return r;
+}
+
+typedef void (*tessera_epilogue_fn)(const void *ctx, int m0, int mr, int n0, int nr, const float *acc, int ldacc);
+
+/* C[m, n] = Σ_k A[m*lda + k] · B[n*ldb + k] for m < M, n in [n0, n1), handed to `epi` in blocks. */
+static inline void tessera_skinny_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
+                                        int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+  float acc[TESSERA_SKINNY_MAX_M * TESSERA_SKINNY_NB] __attribute__((aligned(64)));
+  for (int64_t nb = n0; nb < n1; nb += TESSERA_SKINNY_NB) {
+    const int nr = (int)(n1 - nb < TESSERA_SKINNY_NB ? n1 - nb : TESSERA_SKINNY_NB);
+    int q = 0;
+#if TESSERA_VL > 1
+    /* Four weight rows at a time: each load of a row of A feeds four products, and the four pairs of
+       accumulators are eight independent FMA chains (enough to cover the FMA latency). */
+    for (; q + 4 <= nr; q += 4) {
+      const float *b0 = B + (size_t)(nb + q) * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+      for (int m = 0; m < M; ++m) {
+        const float *a = A + (size_t)m * lda;
+        tessera_vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};
+        int k = 0;
+        for (; k + 2 * TESSERA_VL <= K; k += 2 * TESSERA_VL) {
+          const tessera_vf x = *(const tessera_vfu *)(a + k), y = *(const tessera_vfu *)(a + k + TESSERA_VL);
+          s0 += x * *(const tessera_vfu *)(b0 + k); t0 += y * *(const tessera_vfu *)(b0 + k + TESSERA_VL);
+          s1 += x * *(const tessera_vfu *)(b1 + k); t1 += y * *(const tessera_vfu *)(b1 + k + TESSERA_VL);
+          s2 += x * *(const tessera_vfu *)(b2 + k); t2 += y * *(const tessera_vfu *)(b2 + k + TESSERA_VL);
+          s3 += x * *(const tessera_vfu *)(b3 + k); t3 += y * *(const tessera_vfu *)(b3 + k + TESSERA_VL);
+        }
+        s0 += t0; s1 += t1; s2 += t2; s3 += t3;
+        float r0 = 0.0f, r1 = 0.0f, r2 = 0.0f, r3 = 0.0f;
+        for (int v = 0; v < TESSERA_VL; ++v) { r0 += s0[v]; r1 += s1[v]; r2 += s2[v]; r3 += s3[v]; }
+        for (; k < K; ++k) { r0 += a[k] * b0[k]; r1 += a[k] * b1[k]; r2 += a[k] * b2[k]; r3 += a[k] * b3[k]; }
+        float *row = acc + m * TESSERA_SKINNY_NB + q;
+        row[0] = r0; row[1] = r1; row[2] = r2; row[3] = r3;
+      }
+    }
+#endif
+    for (; q < nr; ++q) {
+      const float *b = B + (size_t)(nb + q) * ldb;
+      for (int m = 0; m < M; ++m) acc[m * TESSERA_SKINNY_NB + q] = tessera_dot(A + (size_t)m * lda, b, K);
+    }
+    epi(ctx, 0, M, (int)nb, nr, acc, TESSERA_SKINNY_NB);
+  }
+}
+
 static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {
   const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
   tessera_pack_a_rowmajor_ex(p->A, p->lda, m0, mc, k0, kc, dst);
