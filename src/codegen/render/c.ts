@@ -599,16 +599,29 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   out.push(`}`);
   }
   // Few rows against a weight stored row by row: the skinny path (gemm.h) reads each weight row once.
-  const aRows = B === 1 && M <= SKINNY_MAX_M ? rowMajorOperand(ir, aStmts, g.a, 'mf', 'kf') : undefined;
+  // Batched (attention over a few query rows per head): each task runs whole products.
+  const aRows = M <= SKINNY_MAX_M ? rowMajorOperand(ir, aStmts, g.a, 'mf', 'kf') : undefined;
   const bRows = aRows ? rowMajorOperand(ir, bStmts, g.b, 'nf', 'kf') : undefined;
   if (aRows && bRows && aRows.dtype === 'f32' && bRows.dtype === 'f32') {
     out.push(`static void ${fn}_skinny(void *cv, int64_t lo, int64_t hi) {`);
     out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
     out.push(`  tessera_skinny_range(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${bRows.param} + ${idx(bRows.base)}, ${bRows.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
     out.push(`}`);
-    out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
-    out.push(`  ${fn}_ctx c = { A, S, 0 };`);
-    out.push(2 * M * N * K < PARALLEL_MIN_WORK * 8 ? `  ${fn}_skinny(&c, 0, ${N});` : `  T->parallel_for(${N}, ${fn}_skinny, &c);`);
+    const work = 2 * M * N * K;
+    if (B === 1) {
+      out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+      out.push(`  ${fn}_ctx c = { A, S, 0 };`);
+      out.push(work < PARALLEL_MIN_WORK * 8 ? `  ${fn}_skinny(&c, 0, ${N});` : `  T->parallel_for(${N}, ${fn}_skinny, &c);`);
+    } else {
+      out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_sctx;`);
+      out.push(`static void ${fn}_skinny_batch(void *cv, int64_t lo, int64_t hi) {`);
+      out.push(`  const ${fn}_sctx *x = (const ${fn}_sctx *)cv;`);
+      out.push(`  for (int64_t bi = lo; bi < hi; bi++) { ${fn}_ctx c = { x->A, x->S, bi }; ${fn}_skinny(&c, 0, ${N}); }`);
+      out.push(`}`);
+      out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
+      out.push(`  ${fn}_sctx x = { A, S };`);
+      out.push(B * work < PARALLEL_MIN_WORK * 4 ? `  ${fn}_skinny_batch(&x, 0, ${B});` : `  T->parallel_for(${B}, ${fn}_skinny_batch, &x);`);
+    }
     out.push(`}`);
     return out.join('\n');
   }
