@@ -165,9 +165,9 @@ async function run() {
     });
     const lastStep = J((x, y) => {
       const { logits, loss } = forwardLoss(x, y);
-      acc.finish(loss);
+      const sums = acc.finish(loss);
       const norm = clipGradNorm(model.parameters(), 1.0);
-      opt.step({ realize: [loss, norm] });
+      opt.step({ realize: [loss, norm, ...sums] });
       norm.dispose();
       logits.dispose();
       return loss;

@@ -232,12 +232,12 @@ export async function train(opts: Partial<TrainOptions> = {}, log: (line: string
     : undefined;
   const trainStep = jit((x: Tensor, y: Tensor): Tensor => {
     const loss = lossOf(x, y);
-    if (acc) acc.finish(scaled(loss));
-    else scaled(loss).backward();
+    // With accumulation the summed gradients land in the accumulator's buffers, realized in this step.
+    const sums = acc ? acc.finish(scaled(loss)) : (scaled(loss).backward(), []);
     if (scaler) scaler.unscale(opt);
     const norm = clipGradNorm(model.parameters(), 1.0);
-    if (scaler) scaler.step(opt, { realize: [loss, norm] });
-    else opt.step({ realize: [loss, norm] });
+    if (scaler) scaler.step(opt, { realize: [loss, norm, ...sums] });
+    else opt.step({ realize: [loss, norm, ...sums] });
     return loss;
   });
   for (let step = 1; step <= o.steps; step++) {

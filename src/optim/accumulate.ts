@@ -7,7 +7,7 @@
  * ```ts
  * const acc = new GradientAccumulator(model.parameters(), k);
  * const micro = jit((x, y) => { const { loss } = model.forward(x, y); acc.accumulate(loss!, { realize: [loss!] }); return loss!; });
- * const last = jit((x, y) => { const { loss } = model.forward(x, y); acc.finish(loss!); opt.step({ realize: [loss!] }); return loss!; });
+ * const last = jit((x, y) => { const { loss } = model.forward(x, y); opt.step({ realize: [loss!, ...acc.finish(loss!)] }); return loss!; });
  * for (let i = 0; i < k - 1; i++) micro(xs[i], ys[i]);
  * last(xs[k - 1], ys[k - 1]);
  * acc.reset();
@@ -69,24 +69,31 @@ export class GradientAccumulator {
   }
 
   /**
-   * The last micro-step: backward of `loss / steps`, and `p.grad` becomes the accumulated gradient
-   * (lazy: the optimizer's step computes it in its own schedule). Call `optimizer.step()` next, then
-   * {@link reset}.
+   * The last micro-step: backward of `loss / steps`; the total is written into the accumulation buffers
+   * themselves and `p.grad` reads it from there. Returns those buffers (pending writes): realize them in
+   * the optimizer's step — `opt.step({ realize: [loss, ...acc.finish(loss)] })` — so the summed gradients
+   * never take a second full-size copy in the step's memory plan. Then call {@link reset}.
    */
-  finish(loss: Tensor): void {
+  finish(loss: Tensor): Tensor[] {
     this.backward(loss);
     const acc = this.accum;
     noGrad(() => {
       this.params.forEach((p, i) => {
-        if (p.grad) p.grad = acc[i]!.cast(p.grad.dtype).add(p.grad);
-        else p.grad = acc[i]!.cast(p.dtype).add(0);
+        const a = acc[i]!;
+        if (p.grad) a.assign(a.add(p.grad.cast('f32')));
+        p.grad?.dispose();
+        // A new expression over the buffer (not the buffer's own tensor, which zeroGrad would dispose).
+        p.grad = p.dtype === 'f32' ? a.mul(1) : a.cast(p.dtype);
       });
     });
+    return [...acc];
   }
 
   /** Zero the accumulation buffers (after the optimizer step), ready for the next k micro-batches. */
   reset(): void {
     if (!this.buffers) return;
+    if (this.buffers.some((b) => !b.isRealized))
+      throw new ValueError('GradientAccumulator.reset: the buffers finish() returned were not realized with the step; pass them to optimizer.step({ realize: [...] })');
     // A zero that depends on the buffer: a plain zeros() constant is one hash-consed node for every
     // buffer of a shape, and one value cannot be assigned into two tensors. (b·0 would keep inf/NaN.)
     noGrad(() => this.buffers!.forEach((b) => b.assign(where(b.lt(0), 0, 1).mul(0).cast(b.dtype))));

@@ -74,10 +74,10 @@ describe('GradientAccumulator', () => {
         }
         const [x, y] = microBatch(u, K - 1);
         const last = lossOf(acc, x, y);
-        accumulator.finish(last);
+        const sums = accumulator.finish(last);
         // p.grad is now the gradient of the mean over all k·b rows.
         acc.parameters().forEach((p, i) => expectClose(p.grad!.dataSync(), bigGrads[i]!, TOL, `update ${u}: grad ${i}`));
-        accOpt.step({ realize: [last] });
+        accOpt.step({ realize: [last, ...sums] });
         accumulator.reset();
         micro.push(last.itemSync());
         // The mean of the micro-batch losses is the big batch's loss.
@@ -103,8 +103,7 @@ describe('GradientAccumulator', () => {
         [b, optB, accB, false],
       ] as const) {
         for (let i = 0; i < K - 1; i++) acc.accumulate(lossOf(m, ...microBatch(u, i)));
-        acc.finish(lossOf(m, ...microBatch(u, K - 1)));
-        opt.step();
+        opt.step({ realize: acc.finish(lossOf(m, ...microBatch(u, K - 1))) });
         if (reset) acc.reset();
       }
     }
@@ -126,8 +125,7 @@ describe('GradientAccumulator', () => {
     });
     const last = jit((x: Tensor, y: Tensor) => {
       const loss = lossOf(model, x, y);
-      acc.finish(loss);
-      opt.step({ realize: [loss] });
+      opt.step({ realize: [loss, ...acc.finish(loss)] });
       return loss;
     });
     const updates = 4;
@@ -166,8 +164,7 @@ describe('GradientAccumulator', () => {
       }
       const [x, y] = microBatch(u, 0);
       const l = lossOf(model, x, y);
-      acc.finish(l);
-      opt.step({ realize: [l] });
+      opt.step({ realize: [l, ...acc.finish(l)] });
       acc.reset();
       for (const t of [x, y, l]) t.dispose();
     }

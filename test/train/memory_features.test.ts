@@ -246,8 +246,7 @@ describe('memory-saving training features on a small GPT (cpu)', () => {
         const l = acc.forward(x, y).loss!;
         if (i < K - 1) accumulator.accumulate(l, { realize: [l] });
         else {
-          accumulator.finish(l);
-          optAcc.step({ realize: [l] });
+          optAcc.step({ realize: [l, ...accumulator.finish(l)] });
           accumulator.reset();
         }
         sum += l.itemSync();
