@@ -316,7 +316,30 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
        accumulators are eight independent FMA chains (enough to cover the FMA latency). */
     for (; q + 4 <= nr; q += 4) {
       const float *b0 = B + (size_t)(nb + q) * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-      for (int m = 0; m < M; ++m) {
+      int m = 0;
+      /* Two rows of A against the four weight rows: each weight vector loaded feeds two products
+         (16 FMAs per 10 loads instead of 8 per 10). */
+      for (; m + 2 <= M && K % TESSERA_VL == 0; m += 2) {
+        const float *a = A + (size_t)m * lda, *c = a + lda;
+        tessera_vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, u0 = {0}, u1 = {0}, u2 = {0}, u3 = {0};
+        for (int k = 0; k < K; k += TESSERA_VL) {
+          const tessera_vf x = *(const tessera_vfu *)(a + k), y = *(const tessera_vfu *)(c + k);
+          const tessera_vf w0 = *(const tessera_vfu *)(b0 + k), w1 = *(const tessera_vfu *)(b1 + k);
+          const tessera_vf w2 = *(const tessera_vfu *)(b2 + k), w3 = *(const tessera_vfu *)(b3 + k);
+          s0 += x * w0; s1 += x * w1; s2 += x * w2; s3 += x * w3;
+          u0 += y * w0; u1 += y * w1; u2 += y * w2; u3 += y * w3;
+        }
+        float r[8] = {0};
+        for (int v = 0; v < TESSERA_VL; ++v) {
+          r[0] += s0[v]; r[1] += s1[v]; r[2] += s2[v]; r[3] += s3[v];
+          r[4] += u0[v]; r[5] += u1[v]; r[6] += u2[v]; r[7] += u3[v];
+        }
+        float *row = acc + m * TESSERA_SKINNY_NB + q;
+        row[0] = r[0]; row[1] = r[1]; row[2] = r[2]; row[3] = r[3];
+        row += TESSERA_SKINNY_NB;
+        row[0] = r[4]; row[1] = r[5]; row[2] = r[6]; row[3] = r[7];
+      }
+      for (; m < M; ++m) {
         const float *a = A + (size_t)m * lda;
         tessera_vf s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};
         int k = 0;
