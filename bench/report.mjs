@@ -779,7 +779,8 @@ function trainMemorySection(tm) {
       `Command: ${code(s.command)} (${s.date}). Family: ${f.layers} layers, ${f.knob} (head size ${f.headDim}), block ${f.block}, batch ${f.batch}, vocab ${f.vocab}; ` +
         `a size fits when its peak RSS over the steps (PyTorch ${s.pytorch_steps}, Tessera ${s.tessera_steps}) is ≤ ${s.budget_mib} MiB, baseline included. ` +
         `Search: exponential from h = ${f.startHeads} (doubling while it fits)${f.binary ? ', then binary to one head' : ' (no binary refinement in --quick)'}; a child whose RSS passes the budget${s.kill_margin_mib ? ` + ${s.kill_margin_mib} MiB` : ''} is killed (does not fit), as is one running over ${s.probe_timeout_s} s. ` +
-        `"All on" = bf16 autocast + activation checkpointing + accumulation over ${f.accum} micro-batches on both sides.`,
+        `"All on" = bf16 autocast + activation checkpointing + accumulation over ${f.accum} micro-batches on both sides.` +
+        (s.rerun ? ` Re-measured later for ${s.rerun.sides.join(', ')} with ${code(s.rerun.command)} (${s.rerun.date}): ${s.rerun.note}.` : ''),
       '',
     );
     p('| side | largest fitting | parameters | peak RSS MiB | probes (h: peak MiB or why not) |');
