@@ -25,7 +25,7 @@ export interface GeneratedText {
 }
 
 /** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
-function heldBack(text: string, stops: readonly string[]): number {
+export function heldBackLength(text: string, stops: readonly string[]): number {
   let hold = 0;
   for (const s of stops) {
     for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
@@ -73,7 +73,7 @@ export function generateText(lm: LanguageModel, tok: Tokenizer, prompt: string, 
     }
     if (opts.onText) {
       let safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
-      safe = safe.slice(0, safe.length - heldBack(safe, stops));
+      safe = safe.slice(0, safe.length - heldBackLength(safe, stops));
       if (safe.length > emitted) {
         opts.onText(safe.slice(emitted));
         emitted = safe.length;

@@ -4,6 +4,7 @@
  * rules as `generateText` in src/models/textgen.ts, in a form that is fed one token at a time and costs
  * O(window) per token instead of re-decoding the whole completion).
  */
+import { heldBackLength } from '../../models/textgen.js';
 import type { Tokenizer } from '../../tokenizer/types.js';
 
 /** Prompt tokens kept as left context, so the first generated token decodes with its leading space. */
@@ -54,19 +55,6 @@ export class IncrementalDetokenizer {
   }
 }
 
-/** Length of the longest suffix of `text` that is a proper prefix of some stop string. */
-export function heldBackLength(text: string, stops: readonly string[]): number {
-  let hold = 0;
-  for (const s of stops) {
-    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) {
-      if (text.endsWith(s.slice(0, k))) {
-        hold = k;
-        break;
-      }
-    }
-  }
-  return hold;
-}
 
 /** The result of feeding one piece of text to a {@link StopStringFilter}. */
 export interface FilterStep {

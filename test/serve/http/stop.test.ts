@@ -4,7 +4,8 @@
  * tokens), and no piece ever holds a stop string or the start of one.
  */
 import { describe, expect, it } from 'vitest';
-import { CompletionTextStream, heldBackLength, IncrementalDetokenizer, StopStringFilter } from '../../../src/serve/http/stop.js';
+import { heldBackLength } from '../../../src/models/textgen.js';
+import { CompletionTextStream, IncrementalDetokenizer, StopStringFilter } from '../../../src/serve/http/stop.js';
 import { SentencePieceBPE, TokenType } from '../../../src/tokenizer/index.js';
 import { ByteTokenizer } from './fakes.js';
 
