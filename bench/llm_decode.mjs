@@ -36,6 +36,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { benchVocabulary, promptIds as benchPromptIds } from './lib/sp_vocab.mjs';
 import {
   BENCH_DIR,
   ROOT_DIR,
@@ -92,17 +93,8 @@ export function bytesPerToken(type, c = CONFIG) {
 }
 
 /** Deterministic token ids in the filler range (never special or byte tokens). */
-function promptIds(n, seed) {
-  let s = seed >>> 0 || 1;
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out.push(259 + ((s >>> 0) % (CONFIG.vocabSize - 259)));
-  }
-  return out;
-}
+/** Deterministic prompt ids in the filler range. */
+const promptIds = (n, seed) => benchPromptIds(n, seed, CONFIG.vocabSize);
 
 // ------------------------------------------------------------------------------------------------
 // Workers: one job, one JSON line on stdout
@@ -118,17 +110,7 @@ async function workerExport(dir, types) {
   const model = new Llama(CONFIG);
   let params = 0;
   for (const p of model.parameters()) params += p.shape.reduce((a, b) => a * b, 1);
-  const tokens = ['<unk>', '<s>', '</s>'];
-  const tokenTypes = [TokenType.Unknown, TokenType.Control, TokenType.Control];
-  for (let b = 0; b < 256; b++) {
-    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-    tokenTypes.push(TokenType.Byte);
-  }
-  for (let i = tokens.length; i < CONFIG.vocabSize; i++) {
-    tokens.push(`tok${i}`);
-    tokenTypes.push(TokenType.Normal);
-  }
-  const tok = new SentencePieceBPE({ tokens, scores: new Float32Array(tokens.length), tokenTypes });
+  const tok = benchVocabulary({ SentencePieceBPE, TokenType }, CONFIG.vocabSize);
   const files = {};
   for (const type of types) {
     const file = join(dir, `llama56m-${type}.gguf`);

@@ -71,6 +71,7 @@ import {
   waitQuiet,
   writeResult,
 } from './lib/common.mjs';
+import { benchVocabulary, promptIds, SPECIAL_AND_BYTE_TOKENS } from './lib/sp_vocab.mjs';
 
 const args = parseArgs();
 const SELF = join(BENCH_DIR, 'serve_load.mjs');
@@ -81,22 +82,10 @@ const list = (v, d) => (v === undefined || v === true ? d : String(v).split(',')
 export const FULL_CONFIG = { vocabSize: 32000, dim: 512, nLayer: 8, nHead: 8, nKVHead: 4, hiddenDim: 1408, maxSeqLen: 512, tieEmbeddings: false };
 export const QUICK_CONFIG = { vocabSize: 4096, dim: 256, nLayer: 4, nHead: 4, nKVHead: 2, hiddenDim: 704, maxSeqLen: 256, tieEmbeddings: false };
 /** <unk>, <s>, </s> and the 256 byte tokens: their LM-head rows are zeroed (never chosen by greedy decoding). */
-const SPECIAL_AND_BYTE_TOKENS = 3 + 256;
 const ALL_SERVERS = ['tessera', 'tessera-b1', 'llama.cpp'];
 const SERVER_LABEL = { tessera: 'Tessera, continuous batching', 'tessera-b1': 'Tessera, --max-batch 1', 'llama.cpp': 'llama.cpp, parallel sequences' };
 
-/** Deterministic prompt token ids in the filler range (never special or byte tokens). */
-function promptIds(n, seed, vocab) {
-  let s = seed >>> 0 || 1;
-  const out = [];
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out.push(SPECIAL_AND_BYTE_TOKENS + ((s >>> 0) % (vocab - SPECIAL_AND_BYTE_TOKENS)));
-  }
-  return out;
-}
+
 
 // ------------------------------------------------------------------------------------------------
 // Worker: export the model (one JSON line on stdout)
@@ -117,17 +106,7 @@ async function workerExport(dir, config) {
   const w = head.dataSync().slice();
   w.fill(0, 0, SPECIAL_AND_BYTE_TOKENS * config.dim);
   head.write(w);
-  const tokens = ['<unk>', '<s>', '</s>'];
-  const tokenTypes = [TokenType.Unknown, TokenType.Control, TokenType.Control];
-  for (let b = 0; b < 256; b++) {
-    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-    tokenTypes.push(TokenType.Byte);
-  }
-  for (let i = tokens.length; i < config.vocabSize; i++) {
-    tokens.push(`tok${i}`);
-    tokenTypes.push(TokenType.Normal);
-  }
-  const tok = new SentencePieceBPE({ tokens, scores: new Float32Array(tokens.length), tokenTypes });
+  const tok = benchVocabulary({ SentencePieceBPE, TokenType }, config.vocabSize);
   const file = join(dir, `llama-serve-bench-F32.gguf`);
   await exportGGUF(file, { arch: 'llama', model }, { type: 'F32', tokenizer: tok, name: 'tessera-serve-bench' });
   return { params, file, bytes: statSync(file).size, export_s: (performance.now() - t0) / 1000 };
