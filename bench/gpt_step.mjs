@@ -53,6 +53,7 @@ import {
   writeResult,
 } from './lib/common.mjs';
 import { gptTable } from './lib/tables.mjs';
+import { makeStepTokens } from './lib/tokens.mjs';
 
 const args = parseArgs();
 const SELF = join(BENCH_DIR, 'gpt_step.mjs');
@@ -64,37 +65,8 @@ const GRAD_CLIP = 1.0;
 /** Seed of the token generator; bench/peers/torch_gpt.py gets it as --data-seed and makes the same tokens. */
 const DATA_SEED = 1337;
 
-/**
- * The tokens of every step, made before timing: for each step x then y, `len` tokens each, from one
- * 32-bit xorshift (13, 17, 5) stream, token = state % vocab. torch_gpt.py's `make_tokens` is the same.
- */
-function makeTokens(nSteps, len, vocab, seed = DATA_SEED) {
-  let s = seed >>> 0;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s >>>= 0;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % vocab;
-  };
-  const out = [];
-  let checksum = 0;
-  for (let i = 0; i < nSteps; i++) {
-    const pair = [];
-    for (let j = 0; j < 2; j++) {
-      const a = new Int32Array(len);
-      for (let k = 0; k < len; k++) {
-        a[k] = next();
-        checksum = (checksum * 31 + a[k]) % 1000000007;
-      }
-      pair.push(a);
-    }
-    out.push({ x: pair[0], y: pair[1] });
-  }
-  return { steps: out, checksum };
-}
+/** The tokens of every step (bench/lib/tokens.mjs), from this benchmark's data seed. */
+const makeTokens = (nSteps, len, vocab, seed = DATA_SEED) => makeStepTokens(nSteps, len, vocab, seed);
 
 /**
  * Count what a runtime is asked to do, by wrapping its methods on the instance: kernels newly compiled

@@ -32,6 +32,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { importTessera, parseArgs, pickDevice } from '../lib/common.mjs';
+import { makeStepTokens } from '../lib/tokens.mjs';
 
 const args = parseArgs();
 
@@ -44,34 +45,7 @@ function procStatus() {
   return out;
 }
 
-/** bench/gpt_step.mjs's makeTokens (= torch_gpt.py's make_tokens): one xorshift32 stream, x then y per step. */
-function makeTokens(nSteps, len, vocab, seed) {
-  let s = seed >>> 0;
-  const next = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s >>>= 0;
-    s ^= s << 5;
-    s >>>= 0;
-    return s % vocab;
-  };
-  const out = [];
-  let checksum = 0;
-  for (let i = 0; i < nSteps; i++) {
-    const pair = [];
-    for (let j = 0; j < 2; j++) {
-      const a = new Int32Array(len);
-      for (let k = 0; k < len; k++) {
-        a[k] = next();
-        checksum = (checksum * 31 + a[k]) % 1000000007;
-      }
-      pair.push(a);
-    }
-    out.push({ x: pair[0], y: pair[1] });
-  }
-  return { steps: out, checksum };
-}
+const makeTokens = makeStepTokens;
 
 async function run() {
   const num = (k, d) => (args[k] === undefined ? d : Number(args[k]));
