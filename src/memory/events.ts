@@ -41,9 +41,9 @@ export type TelemetryEvent =
   | ({ type: 'alloc'; ts: number } & AllocationInfo)
   | { type: 'free'; ts: number; id: number; device: string; bytes: number; owner: MemoryOwner; label?: string }
   | { type: 'owner'; ts: number; id: number; device: string; bytes: number; from: MemoryOwner; to: MemoryOwner; label?: string }
-  /** One kernel, timed individually (only while profiling: see `setKernelProfiling`). */
+  /** One kernel, timed individually (only while profiling: see `setKernelProfiling`); `ts` is its start. */
   | { type: 'kernel'; ts: number; dur: number; device: string; name: string }
-  /** One program run: a realize or a jit replay, `kernels` launches in `dur` ms. */
+  /** One program run: a realize or a jit replay, `kernels` launches in `dur` ms; `ts` is its start. */
   | { type: 'run'; ts: number; dur: number; device: string; kernels: number; label: string }
   /** A training-loop mark: step `step` ended at `ts` after `dur` ms. */
   | { type: 'step'; ts: number; dur: number; step: number; loss?: number };

@@ -5,7 +5,7 @@
  */
 import type { AllocationInfo, MemoryOwner } from './events.js';
 import { DeviceError, ValueError } from '../errors.js';
-import { emit, MEMORY_OWNERS, nextAllocationId, now } from './events.js';
+import { emit, hasListeners, MEMORY_OWNERS, nextAllocationId, now } from './events.js';
 
 export type { AllocationInfo, MemoryOwner } from './events.js';
 
@@ -83,7 +83,7 @@ export function recordAlloc(device: string, bytes: number, owner: MemoryOwner, d
     s.peak = s.current;
     s.peakByOwner = { ...s.byOwner };
   }
-  emit({ type: 'alloc', ts: now(), ...info, shape: [...shape] });
+  if (hasListeners()) emit({ type: 'alloc', ts: now(), ...info, shape: [...shape] });
   return id;
 }
 
@@ -96,7 +96,7 @@ export function recordFree(id: number): void {
   s.current -= info.bytes;
   s.byOwner[info.owner] -= info.bytes;
   s.frees++;
-  emit({ type: 'free', ts: now(), id, device: info.device, bytes: info.bytes, owner: info.owner, ...(info.label ? { label: info.label } : {}) });
+  if (hasListeners()) emit({ type: 'free', ts: now(), id, device: info.device, bytes: info.bytes, owner: info.owner, ...(info.label ? { label: info.label } : {}) });
 }
 
 /** @internal Move allocation `id` to another owner (a tensor became a parameter, a gradient, state, ...). */
@@ -111,7 +111,7 @@ export function recordOwner(id: number, owner: MemoryOwner, label?: string, shap
   s.byOwner[owner] += info.bytes;
   info.owner = owner;
   if (label !== undefined) info.label = label;
-  emit({ type: 'owner', ts: now(), id, device: info.device, bytes: info.bytes, from, to: owner, ...(info.label ? { label: info.label } : {}) });
+  if (hasListeners()) emit({ type: 'owner', ts: now(), id, device: info.device, bytes: info.bytes, from, to: owner, ...(info.label ? { label: info.label } : {}) });
 }
 
 /** Current and peak bytes per device, by owner. Returns copies. */

@@ -204,13 +204,6 @@ export function startTrace(opts: TraceOptions = {}): TraceRecorder {
     d.last = { event, seq: ring.push(event) };
   };
 
-  /**
-   * Start time (ms) of a timed event. Producers emit when the work has ended, so an event whose
-   * `ts + dur` lies after the moment it arrived carries its end time in `ts`; otherwise `ts` is its start.
-   */
-  const startOf = (e: { ts: number; dur: number }, arrived: number): number =>
-    e.ts + e.dur > arrived + 0.05 ? e.ts - e.dur : e.ts;
-
   const onEvent = (e: TelemetryEvent): void => {
     switch (e.type) {
       case 'alloc': {
@@ -234,7 +227,7 @@ export function startTrace(opts: TraceOptions = {}): TraceRecorder {
       }
       case 'run': {
         const d = track(e.device);
-        const start = startOf(e, now());
+        const start = e.ts; // 'run' and 'kernel' carry their start time (events.ts)
         ring.push({
           name: e.label || 'run',
           ph: 'X',
@@ -249,7 +242,7 @@ export function startTrace(opts: TraceOptions = {}): TraceRecorder {
       }
       case 'kernel': {
         const d = track(e.device);
-        const start = startOf(e, now());
+        const start = e.ts; // 'run' and 'kernel' carry their start time (events.ts)
         ring.push({
           name: e.name,
           ph: 'X',
