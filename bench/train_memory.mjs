@@ -64,6 +64,7 @@ import {
   fmt,
   foreignCores,
   machineInfo,
+  lastJsonLine,
   parseArgs,
   probeTesseraDevice,
   readResult,
@@ -153,17 +154,7 @@ function runChild(cmd, argv, { env, killAbove = Infinity, timeoutS = PROBE_TIMEO
       clearInterval(poll);
       const wall_s = (performance.now() - t0) / 1000;
       const foreign = foreignCores(c0, cpuSnapshot());
-      const line = out
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l.startsWith('{'))
-        .pop();
-      let result;
-      try {
-        result = line ? JSON.parse(line) : undefined;
-      } catch {
-        /* below */
-      }
+      const result = lastJsonLine(out);
       const base = { wall_s, max_polled_rss: maxPolled, foreign_cores: foreign };
       if (killed) return resolve({ ok: false, killed, ...base, error: killed === 'budget' ? `killed: RSS ${fmt(maxPolled / MiB, 0)} MiB above the budget` : `killed after ${timeoutS} s` });
       if (code !== 0 || !result || result.error) {

@@ -57,6 +57,20 @@ export const numList = (s, dflt) => (s === undefined || s === true ? dflt : Stri
  * Run a child process that prints its result as a JSON object on its last `{...}` stdout line.
  * Returns `{ ok, result?, error?, stderr, ms }`; never throws, so one failing peer does not stop a run.
  */
+/** The last line of `text` that starts with '{', parsed (undefined if none, or not JSON). */
+export function lastJsonLine(text) {
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'))
+    .pop();
+  try {
+    return line ? JSON.parse(line) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function runJsonChild(
   cmd,
   args,
@@ -67,17 +81,7 @@ export function runJsonChild(
   const ms = performance.now() - t0;
   const stderr = (r.stderr ?? '').trim();
   if (r.error) return { ok: false, error: `${cmd}: ${r.error.message}`, stderr, ms };
-  const line = (r.stdout ?? '')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith('{'))
-    .pop();
-  let result;
-  try {
-    result = line ? JSON.parse(line) : undefined;
-  } catch {
-    /* reported below */
-  }
+  const result = lastJsonLine(r.stdout ?? '');
   if (r.status !== 0 || !result || result.error) {
     const why = result?.error ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.status}`);
     return { ok: false, error: why, stderr: stderr.split('\n').slice(-15).join('\n'), ms, result };
