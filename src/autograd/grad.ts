@@ -1,9 +1,10 @@
-import { isFloat } from '../dtype.js';
+import { isFloat, itemsize } from '../dtype.js';
 import type { LazyNode } from '../graph/node.js';
 import {
   arangeNode,
   binaryNode,
   constNode,
+  contiguousNode,
   expandNode,
   flipNode,
   padNode,
@@ -59,7 +60,11 @@ function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
       return [mul(g, mul(e, c(2 / Math.sqrt(Math.PI), a!)))];
     }
     case 'CAST':
-      return [isFloat(a!.dtype) ? cast(g, a!) : undefined];
+      if (!isFloat(a!.dtype)) return [undefined];
+      // A narrowing cast (f32 → bf16/f16, e.g. a product's result under autocast): its gradient is a
+      // low-precision value. Kept in that type, it is half the bytes, and the products of the backward
+      // pass read it as 16-bit operands (the bf16 dot-product GEMM) instead of as an f32 buffer.
+      return [itemsize[n.dtype] < itemsize[a!.dtype] ? cast(contiguousNode(g), a!) : cast(g, a!)];
     case 'MAX': {
       // Ties split the gradient evenly, as a subgradient should.
       const aWins = cast(binaryNode('CMPLT', b!, a!), g);

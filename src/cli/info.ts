@@ -16,6 +16,8 @@ export interface DeviceReport {
   adapter?: { vendor: string; architecture: string; device: string; description: string };
   features?: readonly string[];
   limits?: Readonly<Record<string, number>>;
+  /** cpu: the GEMM micro-kernel's instruction set and whether bf16 products use a bf16 dot product. */
+  gemm?: { isa: string; bf16Dot: boolean };
 }
 
 /** Limits printed for WebGPU adapters (the ones the scheduler and runtime respect). */
@@ -38,6 +40,7 @@ function report(name: string, rt: Runtime): DeviceReport {
     maxBuffersPerKernel: rt.limits.maxBuffersPerKernel,
     bufferAlignment: rt.limits.bufferAlignment,
   };
+  if ('gemmInfo' in rt) r.gemm = (rt as Runtime & { gemmInfo: { isa: string; bf16Dot: boolean } }).gemmInfo;
   if (rt instanceof WebGPURuntime) {
     const { vendor, architecture, device, description, features, limits } = rt.info;
     r.adapter = { vendor, architecture, device, description };
@@ -74,6 +77,7 @@ export function formatDeviceReport({ devices, auto }: { devices: DeviceReport[];
     }
     lines.push(`${d.name}: ${d.fingerprint}`);
     lines.push(`  kernel buffers <= ${d.maxBuffersPerKernel}, arena alignment ${d.bufferAlignment} B`);
+    if (d.gemm) lines.push(`  gemm: ${d.gemm.isa} micro-kernel; bf16 products: ${d.gemm.bf16Dot ? 'bf16 dot product (vdpbf16ps)' : 'widened to f32'}`);
     if (d.adapter) {
       const a = d.adapter;
       lines.push(`  adapter: ${[a.vendor, a.architecture, a.device, a.description].filter((s) => s).join(' / ') || 'unknown'}`);

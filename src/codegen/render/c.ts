@@ -14,7 +14,7 @@ import { coefOf, extentOf, flatten, globalNest, planGemm, substStmts } from '../
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 10;
+export const C_RENDERER_VERSION = 11;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -464,6 +464,84 @@ function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, r
   return { param: st.expr.param, base, ld, dtype };
 }
 
+/** Whether an operand's value is a bf16 value widened to f32 (so its bf16 bits are exact). */
+function isBf16Value(stmts: readonly Stmt[], value: Operand): boolean {
+  if (value.k !== 'ref') return false;
+  const def = stmts.find((s) => s.k === 'let' && s.id === value.id);
+  return def !== undefined && def.k === 'let' && def.expr.k === 'cast' && def.expr.from === 'bf16';
+}
+
+/**
+ * The bf16 pair packer of one operand (layout in gemm.h, `tessera_gemm.pack_a_bf16`): the driver's own
+ * packer for a row-major bf16 tensor, else the operand's statements evaluated per element and stored as
+ * bf16 bits (exact: the value is a widened bf16).
+ */
+function bf16PackFn(ir: KernelIR, fn: string, which: 'a' | 'b', stmts: readonly Stmt[], value: Operand, M: number, N: number): string {
+  const params = ir.params.map((p, i) => `  ${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`);
+  const lines: string[] = [
+    which === 'a'
+      ? `static void ${fn}_pack_a_bf16(const void *cv, int m0, int mc, int k0, int kc, uint16_t *dst) {`
+      : `static void ${fn}_pack_b_bf16(const void *cv, int k0, int kc, int n0, int nc, uint16_t *dst) {`,
+    `  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`,
+    ...params,
+    `  const uint32_t *S = c->S;`,
+    `  (void)c; (void)S;`,
+    `  const int64_t bf = c->batch; (void)bf;`,
+  ];
+  const fast = rowMajorOperand(ir, stmts, value, which === 'a' ? 'mf' : 'kf', which === 'a' ? 'kf' : 'nf');
+  if (fast && fast.dtype === 'bf16') {
+    const at = `b${fast.param} + ${idx(fast.base)}`;
+    lines.push(
+      which === 'a'
+        ? `  tessera_pack_a_rowmajor_bf16(${at}, ${fast.ld}, m0, mc, k0, kc, dst);`
+        : `  tessera_pack_b_rowmajor_bf16(${at}, ${fast.ld}, k0, kc, n0, nc, dst);`,
+      `}`,
+    );
+    return lines.join('\n');
+  }
+  const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
+  stmtsC(ctx, stmts, '      ');
+  const ops = ctx.lines.map((l) => '    ' + l);
+  const val = `f2bf((float)${operand(value, 'f32')})`;
+  lines.push(`  const int kp = (kc + 1) / 2;`);
+  if (which === 'a') {
+    lines.push(`  for (int p = 0; p < (mc + TESSERA_MR - 1) / TESSERA_MR; p++) {`);
+    lines.push(`    for (int r = 0; r < TESSERA_MR; r++) {`);
+    lines.push(`      const int64_t mf = (int64_t)m0 + p * TESSERA_MR + r;`);
+    lines.push(`      uint16_t *d = dst + ((int64_t)p * kp * TESSERA_MR + r) * 2;`);
+    lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < 2 * kp; k++) d[(int64_t)(k >> 1) * TESSERA_MR * 2 + (k & 1)] = 0; continue; }`);
+    lines.push(`      for (int k = 0; k < kc; k++) {`);
+    lines.push(`        const int64_t kf = (int64_t)k0 + k;`);
+    lines.push(...ops.map((l) => '  ' + l));
+    lines.push(`        d[(int64_t)(k >> 1) * TESSERA_MR * 2 + (k & 1)] = ${val};`);
+    lines.push(`      }`);
+    lines.push(`      if (kc & 1) d[(int64_t)(kc >> 1) * TESSERA_MR * 2 + 1] = 0;`);
+    lines.push(`    }`);
+    lines.push(`  }`);
+  } else {
+    lines.push(`  for (int p = 0; p < (nc + TESSERA_NR - 1) / TESSERA_NR; p++) {`);
+    lines.push(`    const int64_t nb = (int64_t)n0 + p * TESSERA_NR;`);
+    lines.push(`    int lim = TESSERA_NR;`);
+    lines.push(`    if (nb + lim > (int64_t)n0 + nc) lim = (int)((int64_t)n0 + nc - nb);`);
+    lines.push(`    if (nb + lim > ${N}) lim = (int)(${N} - nb);`);
+    lines.push(`    for (int k = 0; k < kc; k++) {`);
+    lines.push(`      const int64_t kf = (int64_t)k0 + k;`);
+    lines.push(`      uint16_t *d = dst + ((int64_t)p * kp + (k >> 1)) * TESSERA_NR * 2 + (k & 1);`);
+    lines.push(`      int q = 0;`);
+    lines.push(`      for (; q < lim; q++) {`);
+    lines.push(`        const int64_t nf = nb + q;`);
+    lines.push(...ops.map((l) => '  ' + l));
+    lines.push(`        d[2 * q] = ${val};`);
+    lines.push(`      }`);
+    lines.push(`      for (; q < TESSERA_NR; q++) d[2 * q] = 0;`);
+    lines.push(`    }`);
+    lines.push(`    if (kc & 1) { uint16_t *d = dst + ((int64_t)p * kp + (kc >> 1)) * TESSERA_NR * 2 + 1; for (int q = 0; q < TESSERA_NR; q++) d[2 * q] = 0; }`);
+    lines.push(`  }`);
+  }
+  lines.push(`}`);
+  return lines.join('\n');
+}
+
 function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   const M = extentOf(g.m);
   const N = extentOf(g.n);
@@ -573,6 +651,13 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   };
   out.push(operandFn('a'));
   out.push(operandFn('b'));
+  // Both operands bf16 values (mixed precision): pair packers too, so that a CPU with a bf16 dot product
+  // (gemm.h TESSERA_GEMM_BF16) multiplies the 16-bit values directly; elsewhere the driver ignores them.
+  const bf16Dot = bf16Operands(g);
+  if (bf16Dot) {
+    out.push(bf16PackFn(ir, fn, 'a', aStmts, g.a, M, N));
+    out.push(bf16PackFn(ir, fn, 'b', bStmts, g.b, M, N));
+  }
   // Epilogue: the global-scope statements around the accumulator, with the accumulator as the tile value.
   const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
   stmtsC(ctx, pre, '      ');
@@ -625,7 +710,8 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     out.push(`}`);
     return out.join('\n');
   }
-  const desc = `{ .M = ${M}, .N = ${N}, .K = ${K}, .pack_a = ${fn}_pack_a, .pack_b = ${fn}_pack_b, .epilogue = ${fn}_epilogue, .ctx = &c }`;
+  const bf16Fields = bf16Dot ? `, .pack_a_bf16 = ${fn}_pack_a_bf16, .pack_b_bf16 = ${fn}_pack_b_bf16` : '';
+  const desc = `{ .M = ${M}, .N = ${N}, .K = ${K}, .pack_a = ${fn}_pack_a, .pack_b = ${fn}_pack_b, .epilogue = ${fn}_epilogue, .ctx = &c${bf16Fields} }`;
   out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_bctx;`);
   out.push(`static void ${fn}_batch(void *cv, int64_t lo, int64_t hi) {`);
   out.push(`  const ${fn}_bctx *x = (const ${fn}_bctx *)cv;`);
@@ -741,4 +827,17 @@ export function renderKernelC(ir: KernelIR, fn: string): string {
 /** Whether a kernel takes the GEMM template (for tests and statistics). */
 export function usesGemmTemplate(ir: KernelIR): boolean {
   return planGemm(ir) !== undefined;
+}
+
+/**
+ * Whether a kernel is a product of two bf16 values, which the GEMM driver runs on the CPU's bf16 dot
+ * product where it has one (`CpuRuntime.gemmInfo.bf16Dot`).
+ */
+export function usesBf16Dot(ir: KernelIR): boolean {
+  const g = planGemm(ir);
+  return g !== undefined && bf16Operands(g);
+}
+
+function bf16Operands(g: GemmPlan): boolean {
+  return isBf16Value(g.aStmts, g.a) && isBf16Value(g.bStmts, g.b);
 }

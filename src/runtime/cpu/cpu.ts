@@ -42,6 +42,7 @@ interface SupportLib {
   sym(handle: unknown, name: string): bigint;
   run(prog: BigUint64Array, len: number): number;
   copyKernel(): bigint;
+  gemmFeatures(): string;
   runAsync(prog: BigUint64Array, len: number, cb: (err: unknown, res: number) => void): void;
 }
 
@@ -90,6 +91,7 @@ export class CpuRuntime implements Runtime {
       sym: l.func('uint64_t tessera_sym(void *h, const char *name)') as SupportLib['sym'],
       run: (prog, len) => run(prog, len),
       copyKernel: l.func('uint64_t tessera_copy_kernel(void)') as SupportLib['copyKernel'],
+      gemmFeatures: l.func('const char *tessera_gemm_features(void)') as SupportLib['gemmFeatures'],
       runAsync: (prog, len, cb) => run.async(prog, len, cb),
     };
     const envThreads = Number.parseInt(process.env.TESSERA_THREADS ?? '', 10);
@@ -103,6 +105,17 @@ export class CpuRuntime implements Runtime {
   }
   get threads(): number {
     return this.lib.getThreads();
+  }
+
+  /**
+   * The GEMM kernels this build uses: `isa` is the micro-kernel's instruction set ('avx512', 'avx2',
+   * 'neon' or 'scalar', chosen by the compiler flags); `bf16Dot` is true where products of two bf16
+   * values (mixed precision) run on the CPU's bf16 dot product (AVX-512 BF16 `vdpbf16ps`: twice the f32
+   * FMA's flops, f32 accumulation, bf16 subnormal inputs read as zero) instead of being widened to f32.
+   */
+  get gemmInfo(): { isa: string; bf16Dot: boolean } {
+    const [isa = 'unknown', ...rest] = this.lib.gemmFeatures().split(' ');
+    return { isa, bf16Dot: rest.includes('bf16-dot') };
   }
 
   // Recently freed blocks by exact size: arenas and step-sized tensors recur every training step, and

@@ -57,6 +57,11 @@
 #define TESSERA_NC_DEFAULT 512
 #endif
 #define TESSERA_NR (TESSERA_VL * TESSERA_NV)
+/* A bf16 dot product into f32 (vdpbf16ps: two products of bf16 pairs added to each f32 lane, exact
+   products, f32 sums; bf16 denormals read as zero). Twice the FMA's flops per instruction. */
+#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#define TESSERA_GEMM_BF16 1
+#endif
 /* Default cap on the per-thread packed B panel (K x nc floats): nc shrinks for very deep K. */
 #ifndef TESSERA_B_BUDGET
 #define TESSERA_B_BUDGET (4 << 20)
@@ -88,6 +93,16 @@ typedef struct tessera_gemm {
   const void *ctx;
   /* Blocking (0 = default chosen by the header for this ISA): */
   int mc, kc, nc;
+  /* Optional bf16 packers, for products whose operands are both bf16 values (mixed precision). Where the
+     CPU has a bf16 dot product (TESSERA_GEMM_BF16: AVX-512 BF16's vdpbf16ps) the driver uses these instead
+     of pack_a/pack_b and accumulates in f32 two k at a time; elsewhere it ignores them. Panels hold
+     k-pairs: with kp = (kc + 1) / 2 pairs,
+       A: dst[((p*kp + k/2)*TESSERA_MR + r)*2 + k%2] = bf16 bits of A[m0 + p*MR + r][k0 + k]
+       B: dst[((p*kp + k/2)*TESSERA_NR + c)*2 + k%2] = bf16 bits of B[k0 + k][n0 + p*NR + c]
+     and zero for rows >= M, cols >= N, and the second half of the last pair when kc is odd (the zero
+     must be real: garbage times zero can be NaN). */
+  void (*pack_a_bf16)(const void *ctx, int m0, int mc, int k0, int kc, uint16_t *dst);
+  void (*pack_b_bf16)(const void *ctx, int k0, int kc, int n0, int nc, uint16_t *dst);
 } tessera_gemm;
 /* Computes this thread's share (thread_index of thread_count; the caller runs every index on its own
    thread concurrently and waits for all). Work split must need no barrier between threads: e.g. split N
@@ -241,6 +256,64 @@ static inline void tessera_pack_b_rowmajor_u16(const uint16_t *B, int ldb, int k
       int c = 0;
       for (; c < cols; ++c) d[c] = tessera_u16_to_f32(src[c], is_bf16);
       for (; c < NR; ++c) d[c] = 0.0f;
+    }
+  }
+}
+
+/* bf16 pair panels (layout in tessera_gemm's pack_a_bf16/pack_b_bf16). Row-major A of bf16: along k a
+   row's pairs are adjacent, so each (row, pair) is one 32-bit copy. */
+static inline void tessera_pack_a_rowmajor_bf16(const uint16_t *A, int lda, int m0, int mc, int k0, int kc,
+                                                uint16_t *dst) {
+  const int MR = TESSERA_MR, kp = (kc + 1) / 2, full = kc / 2;
+  uint32_t *d32 = (uint32_t *)dst;
+  for (int i = 0; i < mc; i += MR, d32 += (size_t)kp * MR) {
+    const int rows = mc - i < MR ? mc - i : MR;
+    int r = 0;
+    for (; r < rows; ++r) {
+      const uint16_t *row = A + (size_t)(m0 + i + r) * lda + k0;
+      uint32_t *d = d32 + r;
+      for (int q = 0; q < full; ++q) {
+        uint32_t v;
+        memcpy(&v, row + 2 * q, 4);
+        d[(size_t)q * MR] = v;
+      }
+      if (kp > full) d[(size_t)full * MR] = row[kc - 1];
+    }
+    for (; r < MR; ++r)
+      for (int q = 0; q < kp; ++q) d32[(size_t)q * MR + r] = 0;
+  }
+}
+
+/* Row-major B of bf16: a panel row pair interleaves two rows of B (k, k+1) column by column. */
+static inline void tessera_pack_b_rowmajor_bf16(const uint16_t *B, int ldb, int k0, int kc, int n0, int nc,
+                                                uint16_t *dst) {
+  const int NR = TESSERA_NR, kp = (kc + 1) / 2;
+  for (int p = 0; p * NR < nc; ++p) {
+    const int cols = nc - p * NR < NR ? nc - p * NR : NR;
+    uint16_t *d = dst + (size_t)p * kp * NR * 2;
+    const uint16_t *src = B + (size_t)k0 * ldb + n0 + p * NR;
+    for (int q = 0; q < kp; ++q, d += NR * 2) {
+      const uint16_t *r0 = src + (size_t)(2 * q) * ldb;
+      const uint16_t *r1 = 2 * q + 1 < kc ? r0 + ldb : NULL;
+      int c = 0;
+#if defined(__AVX512BW__)
+      if (cols == NR && r1) {
+        /* 32 columns of two rows: interleave with one two-source permute per 32 output words. */
+        const __m512i lo_idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                                39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+        const __m512i hi_idx = _mm512_set_epi16(63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24,
+                                                55, 23, 54, 22, 53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
+        const __m512i x = _mm512_loadu_si512(r0), y = _mm512_loadu_si512(r1);
+        _mm512_storeu_si512(d, _mm512_permutex2var_epi16(x, lo_idx, y));
+        _mm512_storeu_si512(d + 32, _mm512_permutex2var_epi16(x, hi_idx, y));
+        continue;
+      }
+#endif
+      for (; c < cols; ++c) {
+        d[2 * c] = r0[c];
+        d[2 * c + 1] = r1 ? r1[c] : 0;
+      }
+      for (; c < NR; ++c) d[2 * c] = d[2 * c + 1] = 0;
     }
   }
 }
@@ -439,6 +512,37 @@ static inline void tessera_ukernel(int kc, const float *__restrict a, const floa
     for (int v = 0; v < NV; ++v) *(tessera_vf *)(c + r * NR + v * VL) = acc[r][v];
 }
 
+#if defined(TESSERA_GEMM_BF16)
+/* c[MR x NR] = (accumulate ? c : 0) + A pair panel * B pair panel over kp k-pairs (layouts above). */
+static inline void tessera_ukernel_bf16(int kp, const uint16_t *__restrict a, const uint16_t *__restrict b,
+                                        float *__restrict c, int accumulate) {
+  enum { MR = TESSERA_MR, NV = TESSERA_NV, VL = TESSERA_VL, NR = TESSERA_NR };
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = accumulate ? _mm512_load_ps(c + r * NR + v * VL) : _mm512_setzero_ps();
+  const uint32_t *a32 = (const uint32_t *)a;
+  for (int k = 0; k < kp; ++k) {
+    __m512bh bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_load_si512((const void *)(b + (size_t)v * VL * 2));
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a32[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+    }
+    a32 += MR;
+    b += NR * 2;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) _mm512_store_ps(c + r * NR + v * VL, acc[r][v]);
+}
+#endif
+
 /* ---------------------------------------------------------------- scratch */
 typedef struct tessera_scratch {
   float *p;
@@ -513,7 +617,14 @@ __attribute__((visibility("default"))) void tessera_gemm_run(const tessera_gemm 
     long long cap = (long long)TESSERA_B_BUDGET / ((long long)K * (long long)sizeof(float)) / NR * NR;
     if (cap < nc) nc = cap < NR ? NR : (int)cap;
   }
+#if defined(TESSERA_GEMM_BF16)
+  const int bf16 = g->pack_a_bf16 && g->pack_b_bf16;
+#else
+  const int bf16 = 0;
+#endif
   if (kc > K) kc = K;
+  /* bf16 panels hold k-pairs: every block but the last must have an even depth. */
+  if (bf16 && (kc & 1) && kc < K) ++kc;
   {
     int mm = tessera_round_up(m_end - m_begin, MR);
     if (mc > mm) mc = mm;
@@ -540,9 +651,16 @@ __attribute__((visibility("default"))) void tessera_gemm_run(const tessera_gemm 
   for (int jc = n_begin; jc < n_end; jc += nc) {
     const int ncb = n_end - jc < nc ? n_end - jc : nc;
     const int np = (ncb + NR - 1) / NR;
-    /* B panel for all of K: kc-block pc lives at bbuf + pc*np*NR (blocks before it are full kc deep). */
+    /* B panel for all of K: kc-block pc lives at bbuf + pc*np*NR (blocks before it are full kc deep);
+       bf16 panels are k-pairs of two 16-bit values, so a block's offset in 4-byte units is pc/2*np*NR. */
     for (int pc = 0; pc < K; pc += kc) {
       const int kcb = K - pc < kc ? K - pc : kc;
+#if defined(TESSERA_GEMM_BF16)
+      if (bf16) {
+        g->pack_b_bf16(g->ctx, pc, kcb, jc, ncb, (uint16_t *)(bbuf + (size_t)(pc / 2) * np * NR));
+        continue;
+      }
+#endif
       g->pack_b(g->ctx, pc, kcb, jc, ncb, bbuf + (size_t)pc * np * NR);
     }
     for (int ic = m_begin; ic < m_end; ic += mc) {
@@ -551,22 +669,29 @@ __attribute__((visibility("default"))) void tessera_gemm_run(const tessera_gemm 
       for (int pc = 0; pc < K; pc += kc) {
         const int kcb = K - pc < kc ? K - pc : kc;
         const int first = pc == 0, last = pc + kcb >= K;
-        g->pack_a(g->ctx, ic, mcb, pc, kcb, abuf);
-        const float *bblk = bbuf + (size_t)pc * np * NR;
+        /* Panel depth in 4-byte slots: kcb floats, or (kcb + 1) / 2 bf16 pairs. */
+        const int slots = bf16 ? (kcb + 1) / 2 : kcb;
+#if defined(TESSERA_GEMM_BF16)
+        if (bf16)
+          g->pack_a_bf16(g->ctx, ic, mcb, pc, kcb, (uint16_t *)abuf);
+        else
+#endif
+          g->pack_a(g->ctx, ic, mcb, pc, kcb, abuf);
+        const float *bblk = bbuf + (size_t)(bf16 ? pc / 2 : pc) * np * NR;
         for (int jp = 0; jp < np; ++jp) {
-          const float *bp = bblk + (size_t)jp * kcb * NR;
+          const float *bp = bblk + (size_t)jp * slots * NR;
           const int n0 = jc + jp * NR, nr = n_end - n0 < NR ? n_end - n0 : NR;
           for (int ip = 0; ip < mp; ++ip) {
-            const float *ap = abuf + (size_t)ip * kcb * MR;
+            const float *ap = abuf + (size_t)ip * slots * MR;
             const int m0 = ic + ip * MR, mr = m_end - m0 < MR ? m_end - m0 : MR;
-            if (first && last) {
-              tessera_ukernel(kcb, ap, bp, tile, 0);
-              g->epilogue(g->ctx, m0, mr, n0, nr, tile, NR);
-            } else {
-              float *w = wbuf + ((size_t)jp * mp + ip) * (MR * NR);
+            float *w = first && last ? tile : wbuf + ((size_t)jp * mp + ip) * (MR * NR);
+#if defined(TESSERA_GEMM_BF16)
+            if (bf16)
+              tessera_ukernel_bf16(slots, (const uint16_t *)ap, (const uint16_t *)bp, w, !first);
+            else
+#endif
               tessera_ukernel(kcb, ap, bp, w, !first);
-              if (last) g->epilogue(g->ctx, m0, mr, n0, nr, w, NR);
-            }
+            if (last) g->epilogue(g->ctx, m0, mr, n0, nr, w, NR);
           }
         }
       }

@@ -206,6 +206,76 @@ static void test_fused(int M, int N, int K, int threads, int kc) {
   free(A), free(B), free(A2), free(scale), free(bias), free(res), free(C), free(R), free(mag);
 }
 
+/* ---------------------------------------------------------------- bf16 operands */
+/* Row-major bf16 A and B with both packer sets: the pair packers (used where TESSERA_GEMM_BF16) and the
+   widening ones (used elsewhere). Either way the result is the f32-accumulated product of the bf16 values. */
+typedef struct {
+  const uint16_t *A, *B;
+  float *C;
+  int lda, ldb, ldc;
+} bf16_ctx;
+
+static uint16_t to_bf16(float f) { /* round to nearest even (inputs are finite) */
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+static void bf16_pack_a(const void *v, int m0, int mc, int k0, int kc, float *dst) {
+  const bf16_ctx *c = (const bf16_ctx *)v;
+  tessera_pack_a_rowmajor_u16(c->A, c->lda, m0, mc, k0, kc, dst, 1);
+}
+static void bf16_pack_b(const void *v, int k0, int kc, int n0, int nc, float *dst) {
+  const bf16_ctx *c = (const bf16_ctx *)v;
+  tessera_pack_b_rowmajor_u16(c->B, c->ldb, k0, kc, n0, nc, dst, 1);
+}
+static void bf16_pack_a2(const void *v, int m0, int mc, int k0, int kc, uint16_t *dst) {
+  const bf16_ctx *c = (const bf16_ctx *)v;
+  tessera_pack_a_rowmajor_bf16(c->A, c->lda, m0, mc, k0, kc, dst);
+}
+static void bf16_pack_b2(const void *v, int k0, int kc, int n0, int nc, uint16_t *dst) {
+  const bf16_ctx *c = (const bf16_ctx *)v;
+  tessera_pack_b_rowmajor_bf16(c->B, c->ldb, k0, kc, n0, nc, dst);
+}
+static void bf16_store(const void *v, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {
+  const bf16_ctx *c = (const bf16_ctx *)v;
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) c->C[(size_t)(m0 + r) * c->ldc + n0 + j] = acc[(size_t)r * ldacc + j];
+}
+
+static void test_bf16(int M, int N, int K, int threads, int kc) {
+  /* Padded rows; the word after each row of A and B is NaN, so a pair read past the end of an odd-K row
+     (instead of a zero) poisons the result. */
+  const int lda = K + 1, ldb = N + 3, ldc = N;
+  uint16_t *A = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)M * lda + 2));
+  uint16_t *B = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)(K + 1) * ldb + 2));
+  float *Af = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bf = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
+  float *C = (float *)malloc(sizeof(float) * ((size_t)M * N + 1));
+  double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
+  for (size_t i = 0; i < (size_t)M * lda + 2; ++i) A[i] = 0x7fc0; /* NaN */
+  for (size_t i = 0; i < (size_t)(K + 1) * ldb + 2; ++i) B[i] = 0x7fc0;
+  for (int i = 0; i < M; ++i)
+    for (int k = 0; k < K; ++k) {
+      A[(size_t)i * lda + k] = to_bf16(frand());
+      uint32_t u = (uint32_t)A[(size_t)i * lda + k] << 16;
+      memcpy(&Af[(size_t)i * K + k], &u, 4);
+    }
+  for (int k = 0; k < K; ++k)
+    for (int j = 0; j < N; ++j) {
+      B[(size_t)k * ldb + j] = to_bf16(frand());
+      uint32_t u = (uint32_t)B[(size_t)k * ldb + j] << 16;
+      memcpy(&Bf[(size_t)k * N + j], &u, 4);
+    }
+  for (size_t i = 0; i < (size_t)M * N; ++i) C[i] = NAN;
+  reference(M, N, K, Af, K, Bf, N, R);
+  magnitudes(M, N, K, Af, K, Bf, N, mag);
+  bf16_ctx ctx = {A, B, C, lda, ldb, ldc};
+  tessera_gemm g = {M, N, K, bf16_pack_a, bf16_pack_b, bf16_store, &ctx, 0, kc, 0, bf16_pack_a2, bf16_pack_b2};
+  run(&g, threads);
+  compare("bf16", M, N, K, threads, C, ldc, R, mag);
+  free(A), free(B), free(Af), free(Bf), free(C), free(R), free(mag);
+}
+
 int main(void) {
   printf("isa=%s MR=%d NR=%d defaults mc=%d kc=%d nc=%d\n", TESSERA_GEMM_ISA, TESSERA_MR, TESSERA_NR,
          TESSERA_MC_DEFAULT, TESSERA_KC_DEFAULT, TESSERA_NC_DEFAULT);
@@ -257,6 +327,22 @@ int main(void) {
   test_fused(50, 70, 33, 2, 0);
   test_fused(67, 45, 300, 2, 64); /* across kc blocks */
   test_fused(1, 1, 1, 1, 0);
+
+  /* bf16 operands: odd K (a half-filled last pair), odd kc (rounded up to pairs), edges, threads. */
+#if defined(TESSERA_GEMM_BF16)
+  printf("bf16 operands: vdpbf16ps micro-kernel\n");
+#else
+  printf("bf16 operands: widened to f32\n");
+#endif
+  for (int a = 0; a < nodd; a += 3)
+    for (int b = 0; b < nodd; b += 2) test_bf16(odd[a], odd[b], odd[(a * 5 + b) % nodd], 1 + (a + b) % 2, 0);
+  for (int i = 0; i < 4; ++i)
+    for (int t = 1; t <= 2; ++t) {
+      test_bf16(70, 69, 101, t, kcs[i]);
+      test_bf16(3, 130, 67, t, kcs[i]);
+    }
+  test_bf16(200, 300, 1100, 2, 0);
+  test_bf16(129, 2100, 31, 2, 0);
 
   tessera_gemm_free_scratch();
   if (failures) {

@@ -223,6 +223,15 @@ static void gemm_parallel(const tessera_gemm *g) {
 
 static void gemm_serial(const tessera_gemm *g) { tessera_gemm_run(g, 0, 1); }
 
+/* The GEMM build this library (and every kernel library compiled with the same flags) uses. */
+const char *tessera_gemm_features(void) {
+#if defined(TESSERA_GEMM_BF16)
+  return TESSERA_GEMM_ISA " bf16-dot";
+#else
+  return TESSERA_GEMM_ISA;
+#endif
+}
+
 static const struct tessera_api api = {
     .abi = TESSERA_API_ABI,
     .parallel_for = parallel_for,
