@@ -6,7 +6,7 @@ import type { ScheduledKernel } from '../schedule/schedule.js';
 import type { ALUOp, Expr, KernelIR, KernelParam, Operand, Stmt } from './ir.js';
 import { printKernel } from './ir.js';
 import type { ICond, IExpr } from './symbolic.js';
-import { add, div, iconst, ivar, mod, mul, simplifyConds } from './symbolic.js';
+import { add, div, iconst, ivar, mod, mul, narrowedVars, simplifyConds, substitute } from './symbolic.js';
 
 /** Row-major flat index of a multi-dimensional index. */
 export function flatIndex(idx: readonly IExpr[], shape: readonly number[]): IExpr {
@@ -156,7 +156,11 @@ export function lowerKernel(k: ScheduledKernel): KernelIR {
         const sidx = viewSource(n, idx, conds);
         const simple = simplifyConds(conds);
         if (simple === false) return { k: 'const', v: 0 };
-        const inner = lower(n.src[0]!, sidx, [...valid, ...simple]);
+        // The source is only read where the conditions hold (the load is guarded and the WHERE below
+        // masks the value), so its index may assume them: that collapses the divisions and modulos a
+        // concatenation's reshapes leave (attention over cat([past, new]) is the case that matters).
+        const narrow = narrowedVars(simple);
+        const inner = lower(n.src[0]!, narrow.size ? sidx.map((e) => substitute(e, narrow)) : sidx, [...valid, ...simple]);
         if (simple.length === 0) return inner;
         const mask = define('bool', { k: 'valid', conds: simple });
         return define(n.dtype, { k: 'alu', op: 'WHERE', src: [mask, inner, { k: 'const', v: 0 }] });

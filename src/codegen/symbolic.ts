@@ -233,6 +233,8 @@ export function mod(e: IExpr, d: number): IExpr {
   const r = build(rest, ((l.c % d) + d) % d);
   const [lo, hi] = range(r);
   if (lo >= 0 && hi < d) return r;
+  // One quotient q over the whole range: r % d == r - q·d.
+  if (Math.floor(lo / d) === Math.floor(hi / d)) return add(r, -Math.floor(lo / d) * d);
   const lr = linear(r);
   let g = d;
   for (const [, [, coef]] of lr.terms) g = gcd(g, coef);
@@ -262,6 +264,34 @@ export function simplifyConds(conds: readonly ICond[]): ICond[] | false {
     if (lo >= c.lo && hi < c.hi) continue;
     if (hi < c.lo || lo >= c.hi) return false;
     out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Variables with narrower ranges where every condition holds: a condition `lo <= c·x + k < hi` on a
+ * single variable bounds x. Substituted into an index that is only used under those conditions (a
+ * padded region's source index), the narrower ranges let division and modulo collapse, e.g.
+ * `(x + 128*g) // 256` with x < 128 there.
+ */
+export function narrowedVars(conds: readonly ICond[]): Map<string, IExpr> {
+  const out = new Map<string, IVar>();
+  for (const cond of conds) {
+    const e = cond.e;
+    let x: IVar | undefined;
+    let c = 1;
+    let k = 0;
+    if (e.k === 'v') x = e;
+    else if (e.k === 'sum' && e.terms.length === 1 && e.terms[0]![0].k === 'v') [x, c, k] = [e.terms[0]![0], e.terms[0]![1], e.c];
+    if (!x || c === 0) continue;
+    const prev = out.get(x.name) ?? x;
+    // lo <= c·x + k <= hi - 1
+    const a = (cond.lo - k) / c;
+    const b = (cond.hi - 1 - k) / c;
+    const min = Math.max(prev.min, Math.ceil(Math.min(a, b)));
+    const max = Math.min(prev.max, Math.floor(Math.max(a, b)));
+    if (min > max || (min === prev.min && max === prev.max)) continue;
+    out.set(x.name, ivar(x.name, min, max));
   }
   return out;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { add, div, evaluate, ivar, mod, mul, range, render, simplifyConds } from '../../src/codegen/symbolic.js';
+import { add, div, evaluate, ivar, mod, mul, narrowedVars, range, render, simplifyConds, substitute } from '../../src/codegen/symbolic.js';
 import { flatIndex, unflatIndex } from '../../src/codegen/lower.js';
 
 const i = ivar('i', 0, 3);
@@ -43,6 +43,33 @@ describe('symbolic index simplification', () => {
         }
       }
     }
+  });
+
+  it('a modulo whose operand keeps one quotient over its range is a subtraction', () => {
+    const r = ivar('r', 128, 143);
+    expect(render(mod(r, 16))).toBe('r-128');
+    expect(render(mod(add(ivar('t', 130, 140), 3), 16))).toBe('t-125');
+    expect(render(mod(ivar('s', 120, 135), 16))).toBe('(s%16)'); // crosses a multiple of 16: kept
+  });
+
+  it('narrows variables by validity conditions, so a padded source index collapses', () => {
+    // cat([a (128 wide), b (16 wide)]) along x ∈ [0, 144): a is read where 0 <= x < 128, b where
+    // 0 <= x - 128 < 16; a [2, 128] viewed through a reshape of a [256] buffer: index (g*128 + x).
+    const x = ivar('x', 0, 143);
+    const g = ivar('g', 0, 1);
+    const aIdx = add(mul(div(add(mul(g, 128), x), 256), 4096), mod(add(mul(g, 128), x), 256));
+    expect(render(aIdx)).toContain('//'); // without the condition, x may reach 143
+    const narrowA = narrowedVars([{ e: x, lo: 0, hi: 128 }]);
+    expect(render(substitute(aIdx, narrowA))).toBe('g*128+x');
+    const bIdx = mod(add(x, -128), 16);
+    const narrowB = narrowedVars([{ e: add(x, -128), lo: 0, hi: 16 }]);
+    expect(range(narrowB.get('x')!)).toEqual([128, 143]);
+    expect(render(substitute(bIdx, narrowB))).toBe('x-128');
+    // Conditions on several variables, or already implied ones, narrow nothing.
+    expect(narrowedVars([{ e: add(x, g), lo: 0, hi: 100 }]).size).toBe(0);
+    expect(narrowedVars([{ e: x, lo: 0, hi: 144 }]).size).toBe(0);
+    // A negative coefficient: 0 <= 10 - 2x < 5  ⇔  x ∈ [3, 5].
+    expect(range(narrowedVars([{ e: add(mul(x, -2), 10), lo: 0, hi: 5 }]).get('x')!)).toEqual([3, 5]);
   });
 
   it('simplifies validity conditions', () => {
