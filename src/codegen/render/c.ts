@@ -391,7 +391,7 @@ function work(stmts: readonly Stmt[]): number {
 
 const PARALLEL_MIN_WORK = 1 << 15;
 /** Most rows a product may have to take the skinny path (gemm.h TESSERA_SKINNY_MAX_M). */
-const SKINNY_MAX_M = 16;
+const SKINNY_MAX_M = 64;
 
 /** A generic kernel: loop nest with the leading global loops collapsed and split across threads. */
 function renderLoopKernel(ir: KernelIR, fn: string): string {

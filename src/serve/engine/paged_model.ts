@@ -162,8 +162,10 @@ export class PagedLlama implements StepModel {
       // Normalised inputs are stored once: inlined into a projection's operand, the norm's per-row scale
       // would keep the product off the GEMM paths (a plain reduction, recomputing the norm per column).
       const h = layer.inputLayernorm.forward(x).contiguous();
-      const q = rope(a.qProj.forward(h).reshape([N, H, hd]), cos, sin).reshape([N, KV, rep, hd]);
-      const k = rope(a.kProj.forward(h).reshape([N, KV, hd]), cos, sin);
+      // Projections stored before the rotation: fused into it, each output pair would recompute two
+      // dot products per element as plain reductions instead of one GEMM.
+      const q = rope(a.qProj.forward(h).contiguous().reshape([N, H, hd]), cos, sin).reshape([N, KV, rep, hd]);
+      const k = rope(a.kProj.forward(h).contiguous().reshape([N, KV, hd]), cos, sin);
       const v = a.vProj.forward(h);
       out.push(k.reshape([N, KV * hd]), v);
       const qAll = q.permute([1, 0, 2, 3]).reshape([KV, N * rep, hd]);
@@ -180,22 +182,26 @@ export class PagedLlama implements StepModel {
         sPast = qAll.matmul(pastK).reshape([KV, N, rep, M]).permute([1, 0, 2, 3]);
         attendPast = (p) => p.permute([1, 0, 2, 3]).reshape([KV, N * rep, M]).matmul(pastV).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       } else {
-        // Each token's own context rows, [N, KV, M, hd].
-        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
-        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
-        sPast = q.matmul(pastK.transpose(-1, -2));
-        attendPast = (p) => p.matmul(pastV);
+        // Each token's own context rows, gathered into contiguous per-(token, KV head) matrices: keys
+        // [N, KV, M, hd] and values transposed, [N, KV, hd, M]. Both products then read rows of a stored
+        // matrix (the skinny GEMM path: the rep query rows of a head against M keys, then against hd
+        // value rows) instead of gathering inside a reduction.
+        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]).contiguous();
+        const pastVt = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 3, 1]).contiguous();
+        sPast = q.contiguous().matmul(pastK.transpose(-1, -2));
+        attendPast = (p) => p.contiguous().matmul(pastVt.transpose(-1, -2));
       }
       const p = cat([sPast, sNew], 3).mul(scale).add(bias).softmax(-1);
       const yPast = attendPast(p.narrow(3, 0, M));
       const pNew = p.narrow(3, M, N).permute([1, 0, 2, 3]).reshape([KV, N * rep, N]);
       const yNew = pNew.matmul(vNew).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
-      const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]));
+      // Stored before the output projection, so that it reads a plain matrix (skinny path).
+      const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]).contiguous());
       x = x.add(y);
       x = x.add(layer.mlp.forward(layer.postAttentionLayernorm.forward(x).contiguous()));
       l++;
     }
-    const last = m.norm.forward(gatherRows(x, logitRows));
+    const last = m.norm.forward(gatherRows(x, logitRows)).contiguous();
     const logits = m.lmHead ? m.lmHead.forward(last) : last.matmul(m.embedTokens.weight.T);
     return [logits, ...out];
   }

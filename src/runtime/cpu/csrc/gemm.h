@@ -353,10 +353,11 @@ static inline void tessera_pack_b_colmajor(const float *B, int ldb, int k0, int 
 }
 
 /* ---------------------------------------------------------------- skinny products */
-/* Few rows (batched decoding: M = a handful of tokens) against a weight stored row by row (W[n, k], read
+/* Few rows (batched decoding: M = a few dozen tokens) against a weight stored row by row (W[n, k], read
    as Wᵀ): packing would re-read and re-write the whole weight and the register tile would be mostly
-   padding. Instead each weight row is read once, from L1, by the dot products of all M rows. */
-#define TESSERA_SKINNY_MAX_M 16
+   padding. Instead each weight row is read once from memory, and from L1 by the dot products of all M
+   rows. */
+#define TESSERA_SKINNY_MAX_M 64
 #define TESSERA_SKINNY_NB 64
 
 static inline float tessera_dot(const float *a, const float *b, int K) {
@@ -377,15 +378,103 @@ static inline float tessera_dot(const float *a, const float *b, int K) {
 
 typedef void (*tessera_epilogue_fn)(const void *ctx, int m0, int mr, int n0, int nr, const float *acc, int ldacc);
 
-/* C[m, n] = Σ_k A[m*lda + k] · B[n*ldb + k] for m < M, n in [n0, n1), handed to `epi` in blocks. */
+#if defined(__AVX512F__)
+/* The four horizontal sums of a, b, c, d, as one vector: 512 -> 256 bits, then a tree of pairwise adds
+   that transposes as it goes (4 vectors in 5 shuffling adds instead of 4 full reductions). */
+static inline __m128 tessera_hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+#define TESSERA_HALVES(x) \
+  _mm256_add_ps(_mm512_castps512_ps256(x), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)))
+  const __m256 ab = _mm256_hadd_ps(TESSERA_HALVES(a), TESSERA_HALVES(b));
+  const __m256 cd = _mm256_hadd_ps(TESSERA_HALVES(c), TESSERA_HALVES(d));
+#undef TESSERA_HALVES
+  const __m256 h = _mm256_hadd_ps(ab, cd); /* [a b c d] partial sums in each 128-bit half */
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* out[r*ldo + c] = Σ_k A[r][k] · W[c][k] for r, c < 4: sixteen accumulators, so each vector loaded from
+   A or W feeds four FMAs (8 loads per 16 FMAs) and the FMA latency is covered. */
+static inline void tessera_skinny_4x4(const float *a, int lda, const float *w, int ldw, int K, float *out, int ldo,
+                                      const float *next) {
+  __m512 s[4][4];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) s[r][c] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    if (next) /* the next four weight rows, one line each per step: DRAM latency hidden behind this block */
+      for (int r = 0; r < 4; ++r) _mm_prefetch((const char *)(next + (size_t)r * ldw + k), _MM_HINT_T0);
+    const __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + ldw + k);
+    const __m512 w2 = _mm512_loadu_ps(w + 2 * (size_t)ldw + k), w3 = _mm512_loadu_ps(w + 3 * (size_t)ldw + k);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const __m512 x = _mm512_loadu_ps(a + (size_t)r * lda + k);
+      s[r][0] = _mm512_fmadd_ps(x, w0, s[r][0]);
+      s[r][1] = _mm512_fmadd_ps(x, w1, s[r][1]);
+      s[r][2] = _mm512_fmadd_ps(x, w2, s[r][2]);
+      s[r][3] = _mm512_fmadd_ps(x, w3, s[r][3]);
+    }
+  }
+  if (k < K) { /* masked tail: lanes past K read nothing and add zero */
+    const __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
+    const __m512 w0 = _mm512_maskz_loadu_ps(m, w + k), w1 = _mm512_maskz_loadu_ps(m, w + ldw + k);
+    const __m512 w2 = _mm512_maskz_loadu_ps(m, w + 2 * (size_t)ldw + k);
+    const __m512 w3 = _mm512_maskz_loadu_ps(m, w + 3 * (size_t)ldw + k);
+    for (int r = 0; r < 4; ++r) {
+      const __m512 x = _mm512_maskz_loadu_ps(m, a + (size_t)r * lda + k);
+      s[r][0] = _mm512_fmadd_ps(x, w0, s[r][0]);
+      s[r][1] = _mm512_fmadd_ps(x, w1, s[r][1]);
+      s[r][2] = _mm512_fmadd_ps(x, w2, s[r][2]);
+      s[r][3] = _mm512_fmadd_ps(x, w3, s[r][3]);
+    }
+  }
+  for (int r = 0; r < 4; ++r) _mm_storeu_ps(out + (size_t)r * ldo, tessera_hsum4(s[r][0], s[r][1], s[r][2], s[r][3]));
+}
+
+/* One row of A against four weight rows (the M % 4 leftover rows). */
+static inline void tessera_skinny_1x4(const float *a, const float *w, int ldw, int K, float *out, const float *next) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    if (next)
+      for (int r = 0; r < 4; ++r) _mm_prefetch((const char *)(next + (size_t)r * ldw + k), _MM_HINT_T0);
+    const __m512 x = _mm512_loadu_ps(a + k);
+    s0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + k), s0);
+    s1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + ldw + k), s1);
+    s2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + 2 * (size_t)ldw + k), s2);
+    s3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + 3 * (size_t)ldw + k), s3);
+  }
+  if (k < K) {
+    const __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
+    const __m512 x = _mm512_maskz_loadu_ps(m, a + k);
+    s0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + k), s0);
+    s1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + ldw + k), s1);
+    s2 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + 2 * (size_t)ldw + k), s2);
+    s3 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + 3 * (size_t)ldw + k), s3);
+  }
+  _mm_storeu_ps(out, tessera_hsum4(s0, s1, s2, s3));
+}
+#endif
+
+/* C[m, n] = Σ_k A[m*lda + k] · B[n*ldb + k] for m < M (M <= TESSERA_SKINNY_MAX_M), n in [n0, n1), handed
+   to `epi` in blocks of TESSERA_SKINNY_NB columns. */
 static inline void tessera_skinny_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
                                         int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
   float acc[TESSERA_SKINNY_MAX_M * TESSERA_SKINNY_NB] __attribute__((aligned(64)));
   for (int64_t nb = n0; nb < n1; nb += TESSERA_SKINNY_NB) {
     const int nr = (int)(n1 - nb < TESSERA_SKINNY_NB ? n1 - nb : TESSERA_SKINNY_NB);
     int q = 0;
-#if TESSERA_VL > 1
-    /* Four weight rows at a time: each load of a row of A feeds four products, and the four pairs of
+#if defined(__AVX512F__)
+    /* Four weight rows at a time (in L1 while every row of A passes over them). */
+    for (; q + 4 <= nr; q += 4) {
+      const float *w = B + (size_t)(nb + q) * ldb;
+      /* The first pass over these rows prefetches the next four (within this call's range). */
+      const float *next = nb + q + 8 <= n1 ? w + (size_t)4 * ldb : NULL;
+      int m = 0;
+      for (; m + 4 <= M; m += 4, next = NULL)
+        tessera_skinny_4x4(A + (size_t)m * lda, lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, TESSERA_SKINNY_NB, next);
+      for (; m < M; ++m, next = NULL) tessera_skinny_1x4(A + (size_t)m * lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, next);
+    }
+#elif TESSERA_VL > 1
+    /* Portable vectors: four weight rows at a time; each load of a row of A feeds four products, and the four pairs of
        accumulators are eight independent FMA chains (enough to cover the FMA latency). */
     for (; q + 4 <= nr; q += 4) {
       const float *b0 = B + (size_t)(nb + q) * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;

@@ -206,6 +206,58 @@ static void test_fused(int M, int N, int K, int threads, int kc) {
   free(A), free(B), free(A2), free(scale), free(bias), free(res), free(C), free(R), free(mag);
 }
 
+/* ---------------------------------------------------------------- skinny products */
+/* C = A · Wᵀ for few rows of A, W stored row by row; every output handed to the epilogue exactly once. */
+typedef struct {
+  float *C;
+  int *count;
+  int N;
+} skinny_ctx;
+
+static void skinny_store(const void *v, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {
+  const skinny_ctx *c = (const skinny_ctx *)v;
+  for (int r = 0; r < mr; ++r)
+    for (int j = 0; j < nr; ++j) {
+      c->C[(size_t)(m0 + r) * c->N + n0 + j] = acc[(size_t)r * ldacc + j];
+      c->count[(size_t)(m0 + r) * c->N + n0 + j]++;
+    }
+}
+
+static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
+  const int lda = K + 5, ldw = K + 3; /* padded rows: the kernel must not read past K */
+  float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *W = (float *)malloc(sizeof(float) * ((size_t)N * ldw + 1));
+  float *At = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bt = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
+  float *C = (float *)malloc(sizeof(float) * ((size_t)M * N + 1));
+  int *count = (int *)calloc((size_t)M * N + 1, sizeof(int));
+  double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
+  for (size_t i = 0; i < (size_t)M * lda; ++i) A[i] = (i % lda) < (size_t)K ? frand() : NAN;
+  for (size_t i = 0; i < (size_t)N * ldw; ++i) W[i] = (i % ldw) < (size_t)K ? frand() : NAN;
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) At[(size_t)m * K + k] = A[(size_t)m * lda + k];
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) Bt[(size_t)k * N + n] = W[(size_t)n * ldw + k];
+  for (size_t i = 0; i < (size_t)M * N; ++i) C[i] = NAN;
+  reference(M, N, K, At, K, Bt, N, R);
+  magnitudes(M, N, K, At, K, Bt, N, mag);
+  skinny_ctx ctx = {C, count, N};
+  tessera_skinny_range(A, lda, W, ldw, M, K, n0, n1, skinny_store, &ctx);
+  /* Only columns [n0, n1) are computed: compare those (others must be untouched). */
+  int once = 1;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      const int in = n >= n0 && n < n1;
+      once &= count[(size_t)m * N + n] == in;
+      if (!in) C[(size_t)m * N + n] = (float)R[(size_t)m * N + n];
+    }
+  compare("skinny", M, N, K, 1, C, N, R, mag);
+  if (!once) {
+    ++failures;
+    fprintf(stderr, "FAIL skinny M=%d N=%d K=%d [%lld, %lld): an output was not stored exactly once\n", M, N, K,
+            (long long)n0, (long long)n1);
+  }
+  free(A), free(W), free(At), free(Bt), free(C), free(count), free(R), free(mag);
+}
+
 /* ---------------------------------------------------------------- bf16 operands */
 /* Row-major bf16 A and B with both packer sets: the pair packers (used where TESSERA_GEMM_BF16) and the
    widening ones (used elsewhere). Either way the result is the f32-accumulated product of the bf16 values. */
@@ -327,6 +379,16 @@ int main(void) {
   test_fused(50, 70, 33, 2, 0);
   test_fused(67, 45, 300, 2, 64); /* across kc blocks */
   test_fused(1, 1, 1, 1, 0);
+
+  /* Skinny products: every M up to the limit (4-row blocks and leftovers), K with masked tails, column
+     ranges that start and end off the 4-column and block boundaries. */
+  for (int M = 1; M <= TESSERA_SKINNY_MAX_M; M += (M < 9 ? 1 : 7)) {
+    test_skinny(M, 70, 37, 0, 70);
+    test_skinny(M, 131, 64, 3, 130);
+  }
+  test_skinny(TESSERA_SKINNY_MAX_M, 9, 1, 0, 9);
+  test_skinny(5, 300, 513, 0, 300);
+  test_skinny(16, 1000, 16, 250, 1000);
 
   /* bf16 operands: odd K (a half-filled last pair), odd kc (rounded up to pairs), edges, threads. */
 #if defined(TESSERA_GEMM_BF16)
