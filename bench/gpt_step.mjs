@@ -3,7 +3,7 @@
  * nanoGPT's "baby GPT on CPU" training step, Tessera side by side with PyTorch eager, in one run:
  *
  *   node bench/gpt_step.mjs [--threads 2] [--warmup 3] [--steps 20] [--peers tessera,tessera-nojit,pytorch,pytorch-foreach]
- *                           [--interp-warmup 3] [--interp-steps 5] [--retries 2] [--busy-threshold 0.25]
+ *                           [--precision f32|bf16] [--interp-warmup 3] [--interp-steps 5] [--retries 2] [--busy-threshold 0.25]
  *
  * Configuration (nanoGPT README, "baby GPT" on a CPU): 4 layers, 4 heads, n_embd 128, block 64, batch
  * 12, vocab 65 (shakespeare_char), bias, no dropout, weight tying, pre-norm, causal self-attention, tanh
@@ -33,6 +33,15 @@
  * the median), and for Tessera the kernel launches (kernels + buffer copies), runtime calls (on 'cpu' each is one native call), realizes and
  * newly compiled kernels per step (counted on the runtime object: rt.compile / launchMany / launch / copy).
  * Writes bench/results/gpt_step.json.
+ *
+ * --precision bf16 (default f32): the same step in bf16 mixed precision on every side. Tessera runs the
+ * forward (model.forward(x, y): logits and loss) inside `autocast({ dtype: 'bf16' }, ...)` (products read
+ * bf16-rounded operands, accumulate in f32, store bf16; norms, softmax and the loss in f32; the backward
+ * follows the same casts), jitted or not; PyTorch runs forward + loss inside
+ * `torch.autocast(device_type='cpu', dtype=torch.bfloat16)` (its own CPU autocast policy). On both sides
+ * the parameters, gradients, clipping and AdamW stay f32 (master weights), exactly as in the f32 step.
+ * Writes bench/results/gpt_step_bf16.json instead (the f32 results are left alone); the JSON records
+ * `precision` (and the f32 run's JSON says 'f32').
  */
 import { join } from 'node:path';
 import {
@@ -64,6 +73,13 @@ const OPT = { lr: 1e-3, betas: [0.9, 0.99], weightDecay: 0.1 };
 const GRAD_CLIP = 1.0;
 /** Seed of the token generator; bench/peers/torch_gpt.py gets it as --data-seed and makes the same tokens. */
 const DATA_SEED = 1337;
+export const PRECISIONS = ['f32', 'bf16'];
+/** --precision: 'f32' (default, the original step) or 'bf16' (autocast on the forward, f32 master weights). */
+const PRECISION = String(args.precision ?? 'f32');
+if (!PRECISIONS.includes(PRECISION))
+  throw new Error(`unknown --precision ${PRECISION} (expected ${PRECISIONS.join(' or ')})`);
+/** The result file: gpt_step.json for f32 (as before), gpt_step_<precision>.json otherwise. */
+const RESULT_FILE = PRECISION === 'f32' ? 'gpt_step.json' : `gpt_step_${PRECISION}.json`;
 
 /** The tokens of every step (bench/lib/tokens.mjs), from this benchmark's data seed. */
 const makeTokens = (nSteps, len, vocab, seed = DATA_SEED) => makeStepTokens(nSteps, len, vocab, seed);
@@ -140,8 +156,14 @@ async function workerTessera(useJit) {
 
   // One training step. Jitted, only its launches are replayed; the dispose calls release host handles
   // of the traced calls (the capture keeps the buffers it needs).
+  let probe = null; // the dtypes the first (traced or direct) call built, and the parameters'
+  // bf16: the forward (logits and loss) under autocast, as `tessera train --precision bf16`; backward,
+  // clipping and AdamW outside it, on f32 parameters and gradients.
+  const forward = (x, y) =>
+    PRECISION === 'f32' ? model.forward(x, y) : T.autocast({ dtype: PRECISION }, () => model.forward(x, y));
   const stepFn = (x, y) => {
-    const { logits, loss } = model.forward(x, y);
+    const { logits, loss } = forward(x, y);
+    if (probe === null) probe = { logits: logits.dtype, loss: loss.dtype, parameters: params[0].dtype };
     loss.backward();
     const norm = clipGradNorm(model.parameters(), GRAD_CLIP);
     opt.step({ realize: [loss, norm] });
@@ -195,6 +217,10 @@ async function workerTessera(useJit) {
     tessera_threads_env: process.env.TESSERA_THREADS ?? null,
     jit: useJit ? 'jit(step)(x, y): measured steps are replays' : 'not jitted: step(x, y) called directly',
     jit_stats: useJit ? { ...step.stats } : null,
+    precision: PRECISION,
+    autocast: PRECISION === 'f32' ? null : `autocast({ dtype: '${PRECISION}' }, () => model.forward(x, y))`,
+    dtypes: probe,
+    gemm: rt.gemmInfo ?? null,
     config: CFG,
     batch: BATCH,
     params: nParams,
@@ -272,7 +298,7 @@ async function main() {
         );
       r = runJsonChildQuiet(
         process.execPath,
-        [SELF, '--worker', peer, '--warmup', String(w), '--steps', String(s)],
+        [SELF, '--worker', peer, '--warmup', String(w), '--steps', String(s), '--precision', PRECISION],
         { env: { ...process.env, TESSERA_THREADS: String(threads) } },
         quiet,
       );
@@ -288,6 +314,8 @@ async function main() {
         String(steps),
         '--data-seed',
         String(DATA_SEED),
+        '--precision',
+        PRECISION,
       ];
       if (peer === 'pytorch-foreach') py.push('--foreach');
       r = runJsonChildQuiet(PYTHON, py, { env: torchEnv(threads) }, quiet);
@@ -302,8 +330,13 @@ async function main() {
       const tessNotes = x.peer.startsWith('tessera')
         ? `, ${x.launches_per_step} launches in ${x.runtime_calls_per_step} runtime call(s)/step, ${x.realizes_per_step} realize(s)/step, ${x.compiled_per_step} compiled/step (warm-up: ${x.compiled_warmup_steps.join(', ')}), ${x.jit}${x.jit_stats ? ` ${JSON.stringify(x.jit_stats)}` : ''}`
         : '';
+      // bf16: what the first step built (dtypes; PyTorch: the oneDNN matmul kernels of its first step)
+      const precNotes =
+        PRECISION === 'f32'
+          ? ''
+          : `, ${x.precision ?? '?'}: dtypes ${JSON.stringify(x.dtypes)}${x.gemm ? `, gemm ${JSON.stringify(x.gemm)}` : ''}`;
       console.log(
-        `  ${peer.padEnd(15)} ${fmt(x.ms_median)} ms/step median, ${fmt(x.ms_best)} best, ${fmt(x.tokens_per_s, 0)} tokens/s, loss ${fmt(x.loss_first, 3)} -> ${fmt(x.loss_last, 3)}, ${x.params} params, data checksum ${x.data?.checksum}${tessNotes}${busy}`,
+        `  ${peer.padEnd(15)} ${fmt(x.ms_median)} ms/step median, ${fmt(x.ms_best)} best, ${fmt(x.tokens_per_s, 0)} tokens/s, loss ${fmt(x.loss_first, 3)} -> ${fmt(x.loss_last, 3)}, ${x.params} params, data checksum ${x.data?.checksum}${tessNotes}${precNotes}${busy}`,
       );
     } else {
       results.push({ peer, error: r.error, stderr: r.stderr, foreign_cores: r.foreign_cores });
@@ -324,6 +357,7 @@ async function main() {
     tessera: tess,
     tessera_build: { ...tesseraBuildInfo(), dist_built_at_start: buildAtStart?.dist_built ?? null },
     threads,
+    precision: PRECISION,
     warmup,
     steps,
     data_seed: DATA_SEED,
@@ -336,7 +370,10 @@ async function main() {
     console.log(
       `WARNING: dist/ was rebuilt during this run (${buildAtStart.dist_built} -> ${buildNow.dist_built}): Tessera figures may mix two builds`,
     );
-  const file = writeResult('gpt_step.json', res);
+  const file = writeResult(RESULT_FILE, res);
+  console.log(
+    `\nnanoGPT baby-GPT training step, precision ${PRECISION}${PRECISION === 'f32' ? '' : ' mixed (autocast forward, f32 parameters and AdamW)'}, ${threads} thread(s)`,
+  );
   console.log('\n' + gptTable(res, readResult('peak.json')));
   console.log(`\nwrote ${file}`);
 }

@@ -14,16 +14,27 @@ the same tokens. A timed step copies that step's arrays into fresh x, y tensors 
 the step and reads the loss with .item(); x, y and the loss are freed when rebound in the next timed step
 (Tessera disposes them at the end of its timed step: the same work, inside the timed region on both sides).
 
-    OPENBLAS_CORETYPE=SkylakeX ATEN_CPU_CAPABILITY=avx512 OMP_NUM_THREADS=2 /usr/bin/python3 bench/peers/torch_gpt.py --threads 2
+--precision bf16 (default f32): forward + loss inside torch.autocast(device_type='cpu', dtype=torch.bfloat16),
+PyTorch's own CPU autocast (torch 1.13: linear, matmul and bmm run in bf16 on oneDNN, their outputs are
+bf16; layer_norm and cross_entropy run in f32; ops outside its lists, e.g. GELU and softmax, run in
+whatever dtype they are given). Backward, clip_grad_norm_ and AdamW are outside the region, on the f32
+parameters and their f32 gradients, as in the f32 step. The first (untimed, warm-up) step records the
+dtypes a few modules produced (forward hooks, removed afterwards) and, for bf16, oneDNN's verbose log of
+that step summarised per matmul implementation and source dtype (`onednn_matmuls`), so the JSON shows
+that the products really ran in bf16.
+
+    OPENBLAS_CORETYPE=SkylakeX ATEN_CPU_CAPABILITY=avx512 OMP_NUM_THREADS=2 /usr/bin/python3 bench/peers/torch_gpt.py --threads 2 [--precision bf16]
 
 Prints one JSON line.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -134,6 +145,49 @@ def make_tokens(n_steps, length, vocab, seed):
     return out, checksum
 
 
+class CaptureStdout:
+    """Capture what C code writes to file descriptor 1 (oneDNN's verbose log goes to stdout)."""
+
+    def __enter__(self):
+        sys.stdout.flush()
+        self.saved = os.dup(1)
+        self.tmp = tempfile.TemporaryFile(mode='w+b')
+        os.dup2(self.tmp.fileno(), 1)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        self.text = self.tmp.read().decode(errors='replace')
+        self.tmp.close()
+        return False
+
+
+@contextlib.contextmanager
+def onednn_log(enabled, out):
+    """With enabled: run the body with oneDNN's verbose log on (captured, not printed) and put a summary of
+    its matmul primitives in out: {'<implementation> <src dtype>': count, ...}, plus the ISA line."""
+    mk = torch.backends.mkldnn
+    if not enabled or not hasattr(mk, 'verbose'):
+        yield
+        return
+    with CaptureStdout() as cap:
+        with mk.verbose(mk.VERBOSE_ON):
+            yield
+    counts = {}
+    for line in cap.text.splitlines():
+        f = line.strip().split(',')
+        if len(f) > 6 and f[1] == 'exec' and f[3] == 'matmul':
+            src = next((m.split('::')[0] for m in f[6].split() if m.startswith('src_')), '?')
+            key = f'{f[4]} {src}'
+            counts[key] = counts.get(key, 0) + 1
+        elif len(f) > 3 and f[1] == 'info' and f[3].startswith('isa:'):
+            out['onednn_isa'] = f[3][4:]
+    out['onednn_matmuls'] = counts
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--threads', type=int, default=2)
@@ -151,6 +205,8 @@ def main():
     ap.add_argument('--grad-clip', type=float, default=1.0)
     ap.add_argument('--data-seed', type=int, default=1337, help='seed of the token generator (as bench/gpt_step.mjs)')
     ap.add_argument('--foreach', action='store_true', help='AdamW(foreach=True): the multi-tensor update')
+    ap.add_argument('--precision', choices=('f32', 'bf16'), default='f32',
+                    help="bf16: forward + loss under torch.autocast(device_type='cpu', dtype=torch.bfloat16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1337)
@@ -163,26 +219,49 @@ def main():
                             foreach=True if a.foreach else None)
     n_params = sum(p.numel() for p in model.parameters())
     data, checksum = make_tokens(a.warmup + a.steps, a.batch * a.block, a.vocab, a.data_seed)
+    bf16 = a.precision == 'bf16'
+    # The first step (a warm-up step when --warmup >= 1) records the dtypes some modules produce.
+    probe = {'modules': {}}
+    watch = ('transformer.h.0.ln_1', 'transformer.h.0.attn.c_attn', 'transformer.h.0.attn', 'transformer.h.0.mlp.gelu',
+             'transformer.h.0', 'transformer.ln_f', 'lm_head')
+
+    def hook(name):
+        def record(_mod, _inp, out):
+            probe['modules'][name] = str((out[0] if isinstance(out, tuple) else out).dtype).replace('torch.', '')
+        return record
+
+    hooks = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n in watch]
     times, losses = [], []
     for step in range(a.warmup + a.steps):
         xh, yh = data[step]
-        # ---- timed: host tokens -> x, y tensors, step, loss to host
-        t0 = time.perf_counter()
-        x = torch.tensor(xh).view(a.batch, a.block)
-        y = torch.tensor(yh).view(a.batch, a.block)
-        _, loss = model(x, y)
-        loss.backward()
-        if a.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        lossf = loss.item()
-        dt = (time.perf_counter() - t0) * 1e3
+        # (outside the timed region: the first step's oneDNN log, bf16 only)
+        with onednn_log(bf16 and step == 0, probe):
+            # ---- timed: host tokens -> x, y tensors, step, loss to host
+            t0 = time.perf_counter()
+            x = torch.tensor(xh).view(a.batch, a.block)
+            y = torch.tensor(yh).view(a.batch, a.block)
+            if bf16:
+                with torch.autocast(device_type='cpu', dtype=torch.bfloat16):
+                    logits, loss = model(x, y)
+            else:
+                logits, loss = model(x, y)
+            loss.backward()
+            if a.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            lossf = loss.item()
+            dt = (time.perf_counter() - t0) * 1e3
         # x, y, logits and loss are released when rebound in the next step (inside its timed region), as
         # in nanoGPT's loop. An explicit `del` here instead would free the whole step's memory at once and
         # let glibc trim it back to the OS, so every step would page-fault it in again: a cost of the
         # harness, not of PyTorch (it disappears with MALLOC_TRIM_THRESHOLD_ raised).
         # ----
+        if step == 0:
+            for h in hooks:
+                h.remove()
+            probe.update(logits=str(logits.dtype).replace('torch.', ''), loss=str(loss.dtype).replace('torch.', ''),
+                         parameters=str(next(model.parameters()).dtype).replace('torch.', ''))
         losses.append(lossf)
         if step >= a.warmup:
             times.append(dt)
@@ -199,6 +278,9 @@ def main():
         'optimizer': f'AdamW(lr={a.lr}, betas=(0.9, {a.beta2}), weight_decay={a.weight_decay}, foreach={a.foreach or None}), clip_grad_norm_({a.grad_clip})',
         'data': {'generator': 'xorshift32 (13, 17, 5), token = state % vocab, x then y per step', 'seed': a.data_seed, 'checksum': checksum},
         'timed': 'host tokens -> x, y tensors; step; loss to host (the previous step\'s x, y, loss are freed when rebound, inside the next timed step)',
+        'precision': a.precision,
+        'autocast': "torch.autocast(device_type='cpu', dtype=torch.bfloat16) around forward + loss" if bf16 else None,
+        'dtypes': probe,
         'warmup': a.warmup,
         'steps': a.steps,
         'ms_median': med,
