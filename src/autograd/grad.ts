@@ -1,4 +1,5 @@
 import { isFloat, itemsize } from '../dtype.js';
+import { isMovement } from '../graph/ops.js';
 import type { LazyNode } from '../graph/node.js';
 import {
   arangeNode,
@@ -29,6 +30,12 @@ const mul = (a: LazyNode, b: LazyNode) => binaryNode('MUL', a, b);
 const addN = (a: LazyNode, b: LazyNode) => binaryNode('ADD', a, b);
 const neg = (a: LazyNode) => unaryNode('NEG', a);
 const cast = (a: LazyNode, like: LazyNode) => unaryNode('CAST', a, like.dtype);
+
+/** Whether `n` is a reduction (a contraction's accumulator), looking through views. */
+function isProduct(n: LazyNode): boolean {
+  while (isMovement(n.op)) n = n.src[0]!;
+  return n.op === 'SUM';
+}
 
 /** Gradient contributions to each source of `n`, given the gradient `g` of `n` (undefined: none). */
 function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
@@ -61,10 +68,11 @@ function rule(n: LazyNode, g: LazyNode): (LazyNode | undefined)[] {
     }
     case 'CAST':
       if (!isFloat(a!.dtype)) return [undefined];
-      // A narrowing cast (f32 → bf16/f16, e.g. a product's result under autocast): its gradient is a
-      // low-precision value. Kept in that type, it is half the bytes, and the products of the backward
-      // pass read it as 16-bit operands (the bf16 dot-product GEMM) instead of as an f32 buffer.
-      return [itemsize[n.dtype] < itemsize[a!.dtype] ? cast(contiguousNode(g), a!) : cast(g, a!)];
+      // A product rounded to 16 bits (a matmul under autocast): the gradient of its result is a
+      // low-precision value that the two backward products read. Stored in that type, it is half the
+      // bytes, and they read 16-bit operands (the bf16 dot-product GEMM) instead of an f32 buffer.
+      // (Elsewhere, e.g. a weight rounded for a product, storing it would only add a kernel.)
+      return [itemsize[n.dtype] < itemsize[a!.dtype] && isProduct(a!) ? cast(contiguousNode(g), a!) : cast(g, a!)];
     case 'MAX': {
       // Ties split the gradient evenly, as a subgradient should.
       const aWins = cast(binaryNode('CMPLT', b!, a!), g);

@@ -546,8 +546,16 @@ export class Tensor {
   square(): Tensor {
     return this.mul(this);
   }
+  /**
+   * A composite of several primitive ops on a 16-bit float tensor is computed in f32 and rounded once
+   * (as PyTorch's bf16/f16 kernels do): rounding every intermediate would lose accuracy, and the casts
+   * between the steps would split the backward pass into more kernels.
+   */
+  private roundedOnce(f: (x: Tensor) => Tensor): Tensor {
+    return this.dtype === 'bf16' || this.dtype === 'f16' ? f(this.cast('f32')).cast(this.dtype) : f(this);
+  }
   sigmoid(): Tensor {
-    return this.neg().exp().add(1).reciprocal();
+    return this.roundedOnce((x) => x.neg().exp().add(1).reciprocal());
   }
   /** max(x, 0); NaN stays NaN and the gradient at 0 is 0, as in PyTorch. */
   relu(): Tensor {
@@ -555,14 +563,16 @@ export class Tensor {
   }
   /** GELU: exact (erf) form by default, `{ approximate: 'tanh' }` for GPT-2's tanh form. */
   gelu(opts: { approximate?: 'none' | 'tanh' } = {}): Tensor {
-    if (opts.approximate === 'tanh') {
-      const inner = this.add(this.mul(this).mul(this).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
-      return this.mul(0.5).mul(inner.tanh().add(1));
-    }
-    return this.mul(0.5).mul(this.mul(Math.SQRT1_2).erf().add(1));
+    return this.roundedOnce((x) => {
+      if (opts.approximate === 'tanh') {
+        const inner = x.add(x.mul(x).mul(x).mul(0.044715)).mul(Math.sqrt(2 / Math.PI));
+        return x.mul(0.5).mul(inner.tanh().add(1));
+      }
+      return x.mul(0.5).mul(x.mul(Math.SQRT1_2).erf().add(1));
+    });
   }
   silu(): Tensor {
-    return this.mul(this.sigmoid());
+    return this.roundedOnce((x) => x.mul(x.sigmoid()));
   }
   abs(): Tensor {
     return where(this.lt(0), this.neg(), this);
