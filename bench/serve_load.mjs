@@ -7,7 +7,7 @@
  *   node bench/serve_load.mjs [--quick] [--levels 1,4,16,64] [--servers tessera,tessera-b1,llama.cpp]
  *                             [--threads 2] [--prompt-tokens 48] [--max-tokens 64] [--requests-per-stream 2]
  *                             [--min-requests 8] [--level-time-s 60] [--level-cap-s 150] [--budget-s 1500]
- *                             [--kv-cache-mb 256] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
+ *                             [--kv-cache-mb 256] [--max-prefill-tokens N] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
  *                             [--out serve_load.json] [--merge] [--keep-dir]
  *
  * --merge replaces only the servers measured now in an existing results file made with the same model
@@ -206,6 +206,36 @@ function getJson(url, headers = {}) {
   });
 }
 
+/**
+ * The server's engine-step histograms from /metrics (tessera_engine_step_seconds by kind, and the count
+ * of steps that compiled a shape bucket), or null when unavailable.
+ */
+async function engineSteps(base) {
+  try {
+    const r = await getJson(`${base}/metrics`);
+    if (r.status !== 200) return null;
+    const out = { compiles: 0, decode: { count: 0, sum: 0, le50: 0 }, mixed: { count: 0, sum: 0, le50: 0 } };
+    for (const line of r.body.split('\n')) {
+      let m;
+      if ((m = /^tessera_engine_step_seconds_(count|sum)\{kind="(\w+)"\} (\S+)/.exec(line)) && out[m[2]]) out[m[2]][m[1]] = Number(m[3]);
+      else if ((m = /^tessera_engine_step_seconds_bucket\{le="0\.05",kind="(\w+)"\} (\S+)/.exec(line)) && out[m[1]]) out[m[1]].le50 = Number(m[2]);
+      else if ((m = /^tessera_engine_step_compiles_total (\S+)/.exec(line))) out.compiles = Number(m[1]);
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** Steps between two engineSteps() readings: per kind, count, mean duration and how many took over 50 ms. */
+function stepDelta(a, b) {
+  const kind = (k) => {
+    const count = b[k].count - a[k].count;
+    return { count, mean_ms: count ? ((b[k].sum - a[k].sum) / count) * 1000 : null, over_50ms: count - (b[k].le50 - a[k].le50) };
+  };
+  return { decode: kind('decode'), mixed: kind('mixed'), compiles: b.compiles - a.compiles };
+}
+
 /** CPU seconds (user + system, all threads, plus its waited-for children: Tessera's C compiler runs) of process `pid` from /proc, or null. */
 function procCpuSeconds(pid) {
   try {
@@ -379,6 +409,7 @@ function options() {
     levelCapS: num(args['level-cap-s'], QUICK ? 60 : 150),
     budgetS: num(args['budget-s'], QUICK ? 600 : 1500),
     kvCacheMb: num(args['kv-cache-mb'], 256),
+    maxPrefillTokens: args['max-prefill-tokens'] === undefined ? undefined : num(args['max-prefill-tokens'], undefined),
     llamaKv: String(args['llama-kv'] ?? 'f16'),
     startupTimeoutS: num(args['startup-timeout-s'], 300),
     quietWaitS: num(args['quiet-wait-s'], QUICK ? 0 : 30),
@@ -396,6 +427,7 @@ async function measureServer(name, o, ctx) {
   const startTessera = async () => {
     const maxBatch = name === 'tessera-b1' ? 1 : 64;
     const argv = [CLI, 'serve', '--model', file, '--port', '0', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--max-batch', String(maxBatch), '--kv-cache-mb', String(o.kvCacheMb), '--model-id', 'bench'];
+    if (o.maxPrefillTokens !== undefined) argv.push('--max-prefill-tokens', String(o.maxPrefillTokens));
     info.command = `TESSERA_THREADS=${o.threads} node dist/cli/main.js ${argv.slice(1).join(' ').replace(file, 'MODEL.gguf').replace(join(dir, 'ledger.db'), 'TMP.db')}`;
     return startChild(process.execPath, argv, { env, pattern: /serving '.*?' at (http:\/\/[^\s]+)\/v1/, logFile: join(dir, `${name}.log`), timeoutMs: o.startupTimeoutS * 1000 });
   };
@@ -434,12 +466,14 @@ async function measureServer(name, o, ctx) {
       const quiet = o.quietWaitS > 0 ? waitQuiet({ threshold: o.busyThreshold, maxSeconds: o.quietWaitS }) : null;
       // Measured.
       const total = Math.max(o.requestsPerStream * N, o.minRequests);
+      const steps0 = name === 'llama.cpp' ? null : await engineSteps(base);
       const cpu0 = procCpuSeconds(server.pid);
       const own0 = process.cpuUsage();
       const snap0 = cpuSnapshot();
       const t0 = performance.now();
       const results = await drive(base, { ...common, streams: N, total, deadline: t0 + o.levelTimeS * 1000, cap: t0 + o.levelCapS * 1000, promptOf: (k) => promptIds(o.promptTokens, 1 + N * 1000 + k, o.config.vocabSize) });
       const secs = (performance.now() - t0) / 1000;
+      const steps1 = name === 'llama.cpp' ? null : await engineSteps(base);
       const cpu1 = procCpuSeconds(server.pid);
       const own1 = process.cpuUsage();
       const snap1 = cpuSnapshot();
@@ -449,12 +483,17 @@ async function measureServer(name, o, ctx) {
       // Other processes = all busy CPU minus this process (client) and the server child.
       const allBusy = snap0 && snap1 ? (snap1.busy - snap0.busy) / 100 / secs : null;
       const other = allBusy !== null && serverCores !== null ? Math.max(0, allBusy - serverCores - clientCores) : null;
-      const row = { level: N, ...s, warmup: { requests: warm.length, errors: warmErrors.length, seconds: warm_s }, server_cpu_cores: serverCores, client_cpu_cores: clientCores, other_cpu_cores: other, other_cpu_cores_before: quiet, disturbed: other !== null && other > o.busyThreshold };
+      const engine_steps = steps0 && steps1 ? stepDelta(steps0, steps1) : null;
+      const row = { level: N, ...s, ...(engine_steps ? { engine_steps } : {}), warmup: { requests: warm.length, errors: warmErrors.length, seconds: warm_s }, server_cpu_cores: serverCores, client_cpu_cores: clientCores, other_cpu_cores: other, other_cpu_cores_before: quiet, disturbed: other !== null && other > o.busyThreshold };
       levels.push(row);
       console.log(
         `  ${name} N=${N}: ${s.requests_ok}/${s.requests} ok${s.incomplete ? `, ${s.incomplete} short` : ''}, ${fmt(s.tokens_per_s, 1)} tok/s over ${fmt(s.wall_s, 1)} s; ` +
           `TTFT p50 ${fmt(s.ttft_ms.p50, 0)} p99 ${fmt(s.ttft_ms.p99, 0)} ms; ITL p50 ${fmt(s.itl_ms.p50, 1)} p99 ${fmt(s.itl_ms.p99, 1)} ms; server ${fmt(serverCores, 2)} cores, client ${fmt(clientCores, 2)}, others ${fmt(other, 2)} (warm-up ${fmt(warm_s, 1)} s)`,
       );
+      if (engine_steps) {
+        const k = (x) => `${x.count} steps, mean ${fmt(x.mean_ms, 1)} ms, ${x.over_50ms} over 50 ms`;
+        console.log(`    engine: decode-only ${k(engine_steps.decode)}; with prefill ${k(engine_steps.mixed)}; ${engine_steps.compiles} step(s) compiled a new shape`);
+      }
       if (s.errors) console.log(`    errors: ${s.error_samples.join(' | ')}`);
       if (server.exited()) throw new Error(`server exited (${JSON.stringify(server.exited())}):\n${server.output().slice(-3000)}`);
     }

@@ -29,6 +29,8 @@ export function registerServeCommand(program: Command): void {
     .option('--kv-cache-mb <n>', 'memory for the paged KV cache, MiB', positiveInt('--kv-cache-mb'), 256)
     .option('--max-batch <n>', 'sequences decoded together at most', positiveInt('--max-batch'), 64)
     .option('--max-waiting <n>', 'requests queued at most before answering 503', positiveInt('--max-waiting'))
+    .option('--max-prefill-tokens <n>', 'prompt tokens prefilled per engine step at most (default 256)', positiveInt('--max-prefill-tokens'))
+    .option('--max-batched-tokens <n>', 'while sequences decode, tokens per step at most, decodes included (default 32; smaller: steadier inter-token latency, larger: faster time to first token)', positiveInt('--max-batched-tokens'))
     .option('--device <name>', 'device of the model', 'cpu')
     .option('--model-id <id>', "the model id clients pass (default: the GGUF's name)")
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, tokens (default: the context length)', positiveInt('--max-prompt-tokens'))
@@ -45,6 +47,8 @@ export function registerServeCommand(program: Command): void {
         kvCacheBytes: o.kvCacheMb * 1024 * 1024,
         maxBatch: o.maxBatch,
         ...(o.maxWaiting !== undefined ? { maxWaiting: o.maxWaiting } : {}),
+        ...(o.maxPrefillTokens !== undefined ? { maxPrefillTokensPerStep: o.maxPrefillTokens } : {}),
+        ...(o.maxBatchedTokens !== undefined ? { maxBatchedTokens: o.maxBatchedTokens } : {}),
         device: o.device,
         ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
         limits: { maxTokensDefault: o.maxTokensDefault, maxN: o.maxN, ...(o.maxPromptTokens !== undefined ? { maxPromptTokens: o.maxPromptTokens } : {}) },

@@ -36,6 +36,10 @@ export interface StartServerOptions {
   maxBatch?: number;
   /** Requests queued at most before 503 (the engine's default when unset). */
   maxWaiting?: number;
+  /** Prompt tokens prefilled per engine step at most (the engine's default when unset). */
+  maxPrefillTokensPerStep?: number;
+  /** While sequences decode, tokens per engine step at most, decodes included (the engine's default when unset). */
+  maxBatchedTokens?: number;
   /** Device of the model (default cpu). */
   device?: string;
   /** The id clients pass as `model` (default: the GGUF's name). */
@@ -85,6 +89,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       ...(opts.device !== undefined ? { device: opts.device } : {}),
       ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
       ...(opts.maxWaiting !== undefined ? { maxWaiting: opts.maxWaiting } : {}),
+      ...(opts.maxPrefillTokensPerStep !== undefined ? { maxPrefillTokensPerStep: opts.maxPrefillTokensPerStep } : {}),
+      ...(opts.maxBatchedTokens !== undefined ? { maxBatchedTokens: opts.maxBatchedTokens } : {}),
       ...(opts.modelId !== undefined ? { modelId: opts.modelId } : {}),
     });
     const metrics = new Registry();

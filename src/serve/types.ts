@@ -119,8 +119,21 @@ export interface ServedModelInfo {
   eosToken?: string;
 }
 
+/** How long one engine step took and what it computed (for metrics). */
+export interface StepTiming {
+  ms: number;
+  prefillTokens: number;
+  decodeTokens: number;
+  /** Sequences in the step. */
+  batchSize: number;
+  /** The step compiled a shape bucket it had not seen before (compilation is in `ms`). */
+  compiled: boolean;
+}
+
 /** The engine as the HTTP layer uses it; implemented on the main thread by a proxy to the worker. */
 export interface Engine {
+  /** Listen to every step's timing; returns the unsubscribe function. */
+  onStep?(listener: (s: StepTiming) => void): () => void;
   readonly model: ServedModelInfo;
   /** @throws EngineOverloadedError when the waiting queue is full; EngineRequestError when it can never fit. */
   submit(req: EngineRequest, cb: EngineCallbacks): EngineHandle;

@@ -15,6 +15,7 @@ import {
   type EngineRequest,
   type EngineStats,
   type ServedModelInfo,
+  type StepTiming,
 } from '../types.js';
 import { checkQueue, validateRequest, type AdmissionLimits } from './admission.js';
 import { resolveEngineOptions, type EngineOptions, type ResolvedEngineOptions } from './options.js';
@@ -26,6 +27,7 @@ export class WorkerEngine implements Engine {
   /** Submitted, not yet admitted by the worker. */
   private readonly queued = new Set<string>();
   private lastStats: EngineStats;
+  private readonly stepListeners = new Set<(s: StepTiming) => void>();
   private retryAfter = 1;
   private closed = false;
   private exited = false;
@@ -61,6 +63,11 @@ export class WorkerEngine implements Engine {
       if (this.callbacks.has(req.id)) this.send({ t, id: req.id });
     };
     return { cancel: end('cancel'), finish: end('finish') };
+  }
+
+  onStep(listener: (s: StepTiming) => void): () => void {
+    this.stepListeners.add(listener);
+    return () => this.stepListeners.delete(listener);
   }
 
   stats(): EngineStats {
@@ -99,6 +106,7 @@ export class WorkerEngine implements Engine {
       this.lastStats = m.stats;
       this.retryAfter = m.retryAfterSeconds;
       for (const e of m.events) this.deliver(e);
+      if (m.step) for (const l of this.stepListeners) l(m.step);
       this.updateRef();
     } else if (m.t === 'closed') {
       this.failAll('the engine closed', 'cancelled');

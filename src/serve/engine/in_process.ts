@@ -5,7 +5,7 @@
  * benchmarks and the worker itself.
  */
 import type { Llama } from '../../nn/llama.js';
-import { EngineOverloadedError, type Engine, type EngineCallbacks, type EngineHandle, type EngineRequest, type EngineStats, type ServedModelInfo } from '../types.js';
+import { EngineOverloadedError, type Engine, type EngineCallbacks, type EngineHandle, type EngineRequest, type EngineStats, type ServedModelInfo, type StepTiming } from '../types.js';
 import { buildServingStack, resolveEngineOptions, warmUp, type EngineOptions } from './options.js';
 import type { PagedLlama } from './paged_model.js';
 import type { Scheduler, StepReport } from './scheduler.js';
@@ -23,12 +23,13 @@ export class InProcessEngine implements Engine {
   private closed = false;
   private isReady = false;
   private idle: (() => void)[] = [];
+  private readonly stepListeners = new Set<(s: StepTiming) => void>();
 
   constructor(
     readonly model: ServedModelInfo,
     readonly scheduler: Scheduler,
     readonly paged: PagedLlama,
-    private readonly onStep?: (report: StepReport) => void,
+    private readonly stepHook?: (report: StepReport) => void,
   ) {}
 
   /** Mark ready (the first step is compiled). */
@@ -50,6 +51,11 @@ export class InProcessEngine implements Engine {
         this.kick();
       },
     };
+  }
+
+  onStep(listener: (s: StepTiming) => void): () => void {
+    this.stepListeners.add(listener);
+    return () => this.stepListeners.delete(listener);
   }
 
   stats(): EngineStats {
@@ -82,7 +88,11 @@ export class InProcessEngine implements Engine {
       // A scheduler bug must not leave requests hanging: end them all with the reason.
       this.scheduler.endAll('error', `engine step failed: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (report) this.onStep?.(report);
+    if (report) {
+      this.stepHook?.(report);
+      const { ms, prefillTokens, decodeTokens, batchSize, compiled } = report;
+      for (const l of this.stepListeners) l({ ms, prefillTokens, decodeTokens, batchSize, compiled });
+    }
     if (this.scheduler.hasWork() && report) {
       setImmediate(this.loop);
       return;

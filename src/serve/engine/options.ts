@@ -28,12 +28,18 @@ export interface EngineOptions {
   maxWaiting?: number;
   /** Prompt tokens prefilled per step at most, the chunk budget (default 256). */
   maxPrefillTokensPerStep?: number;
+  /**
+   * While sequences are decoding, tokens per step at most, decodes included (default 32): a new prompt
+   * is prefilled in chunks of what the decodes leave (at least one block), so the running streams'
+   * inter-token latency stays near a decode step's.
+   */
+  maxBatchedTokens?: number;
   /** The id clients pass as `model` (default: the GGUF's general.name, else the file name). */
   modelId?: string;
 }
 
 /** Defaults of the optional {@link EngineOptions}. */
-export const ENGINE_DEFAULTS = { device: 'cpu', blockSize: 16, maxBatch: 64, maxWaiting: 256, maxPrefillTokensPerStep: 256 } as const;
+export const ENGINE_DEFAULTS = { device: 'cpu', blockSize: 16, maxBatch: 64, maxWaiting: 256, maxPrefillTokensPerStep: 256, maxBatchedTokens: 32 } as const;
 
 export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'modelId' | 'model'>> & { modelId?: string };
 
@@ -46,10 +52,11 @@ export function resolveEngineOptions(o: Omit<EngineOptions, 'model'>): ResolvedE
     maxBatch: o.maxBatch ?? ENGINE_DEFAULTS.maxBatch,
     maxWaiting: o.maxWaiting ?? ENGINE_DEFAULTS.maxWaiting,
     maxPrefillTokensPerStep: o.maxPrefillTokensPerStep ?? ENGINE_DEFAULTS.maxPrefillTokensPerStep,
+    maxBatchedTokens: o.maxBatchedTokens ?? ENGINE_DEFAULTS.maxBatchedTokens,
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
   };
   if (!(r.kvCacheBytes > 0)) throw new ValueError(`engine: kvCacheBytes must be a positive number of bytes, got ${o.kvCacheBytes}`);
-  for (const k of ['blockSize', 'maxBatch', 'maxPrefillTokensPerStep'] as const) {
+  for (const k of ['blockSize', 'maxBatch', 'maxPrefillTokensPerStep', 'maxBatchedTokens'] as const) {
     if (!(Number.isInteger(r[k]) && r[k] >= 1)) throw new ValueError(`engine: ${k} must be a positive integer, got ${r[k]}`);
   }
   if (!(Number.isInteger(r.maxWaiting) && r.maxWaiting >= 0)) throw new ValueError(`engine: maxWaiting must be a non-negative integer, got ${r.maxWaiting}`);
@@ -111,7 +118,7 @@ export function buildServingStack(model: string | Llama, opts: ResolvedEngineOpt
   const numBlocks = Math.floor(opts.kvCacheBytes / blockBytes);
   if (numBlocks < 1) throw new ValueError(`engine: kvCacheBytes ${opts.kvCacheBytes} holds no KV block (${blockBytes} bytes each: ${c.nLayer} layers x ${c.nKVHead} kv heads x ${c.dim / c.nHead} x ${opts.blockSize} tokens x K,V x f32)`);
   const paged = new PagedLlama(llama, { numBlocks, blockSize: opts.blockSize });
-  const scheduler = new Scheduler(paged, { maxBatch: opts.maxBatch, maxWaiting: opts.maxWaiting, maxPrefillTokensPerStep: opts.maxPrefillTokensPerStep, blockBytes });
+  const scheduler = new Scheduler(paged, { maxBatch: opts.maxBatch, maxWaiting: opts.maxWaiting, maxPrefillTokensPerStep: opts.maxPrefillTokensPerStep, maxBatchedTokens: opts.maxBatchedTokens, blockBytes });
   return { info, model: paged, scheduler };
 }
 

@@ -16,8 +16,8 @@
  * exceed `maxGatherBytes`, its decodes run as one mixed step and each chunk as a "chunk step" whose
  * tokens share one gathered past (`[M]` slots). Weights are then read once per group, not per token.
  *
- * The step is `jit`-compiled per shape bucket (N and the logits rows S rounded up to powers of two, M to
- * a power of two of at least one block), and every per-step value (token ids, positions, which index
+ * The step is `jit`-compiled per shape bucket (N rounded up to a power of two, the logit rows S by
+ * `logitBucket`, M to a power of two of at least one block), and every per-step value (token ids, positions, which index
  * the rotary tables, slots, mask, logit rows) is an input tensor: a replay builds no graph.
  */
 import { ValueError } from '../../errors.js';
@@ -35,6 +35,15 @@ export function nextPow2(n: number): number {
   let p = 1;
   while (p < n) p *= 2;
   return p;
+}
+
+/**
+ * Bucket of a step's logit rows: powers of two up to 16, then multiples of 8. The LM head is the largest
+ * product of a decode step, and the common case is every running sequence plus the one whose prompt
+ * just completed (17 rows): 24, not 32.
+ */
+export function logitBucket(n: number): number {
+  return n <= 16 ? nextPow2(Math.max(n, 1)) : Math.ceil(n / 8) * 8;
 }
 
 /** Options of {@link PagedLlama}. */
@@ -59,6 +68,10 @@ export interface StepShape {
   past: number;
   /** Logit rows (power of two). */
   logits: number;
+}
+
+function shapeKey(s: StepShape, shared: boolean): string {
+  return `${shared ? 'chunk' : 'mixed'}:${s.tokens}x${s.past}x${s.logits}`;
 }
 
 /** Rotate adjacent pairs of `x` `[N, Hx, hd]` by per-row angles `cos`/`sin` `[N, hd/2]`. */
@@ -91,6 +104,9 @@ export class PagedLlama implements StepModel {
   private readonly maxGatherRows: number;
   /** Shape buckets seen so far (each compiled once). */
   readonly shapes = new Set<string>();
+  private readonly compiled: { shape: StepShape; shared: boolean }[] = [];
+  /** Steps run in a larger compiled bucket instead of compiling their own. */
+  promotedSteps = 0;
 
   constructor(
     readonly model: Llama,
@@ -125,6 +141,41 @@ export class PagedLlama implements StepModel {
     this.chunkStep = jit((tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor) =>
       noGrad(() => this.forward(tokens, positions, pastSlots, mask, logitRows, true)),
     );
+  }
+
+  /**
+   * The bucket a step runs in: its own when compiled, else the cheapest compiled bucket that holds it
+   * (at least as many token rows, past slots and logit rows; padding is masked) if that costs at most
+   * 1.5x its own, else its own (compiled now). Compiling a new bucket takes seconds, which every running
+   * stream would wait for; a somewhat larger step does not stall them.
+   */
+  private bucketFor(shape: StepShape, shared: boolean): StepShape {
+    if (this.shapes.has(shapeKey(shape, shared))) return shape;
+    const own = this.stepCost(shape);
+    let best: StepShape | undefined;
+    let bestCost = 1.5 * own;
+    for (const c of this.compiled) {
+      const s = c.shape;
+      if (c.shared !== shared || s.tokens < shape.tokens || s.past < shape.past || s.logits < shape.logits) continue;
+      const cost = this.stepCost(s);
+      if (cost <= bestCost) [best, bestCost] = [s, cost];
+    }
+    if (!best) return shape;
+    this.promotedSteps++;
+    return best;
+  }
+
+  /** Relative cost of a step bucket: per-token weight flops, per-slot attention work, LM-head rows. */
+  private stepCost(s: StepShape): number {
+    const c = this.model.config;
+    const perToken = c.nLayer * (4 * c.dim * c.dim + 3 * c.dim * c.hiddenDim);
+    const perSlot = c.nLayer * (4 * c.dim + 4 * this.kvWidth); // two products, plus gathering K and V
+    return s.tokens * perToken + s.tokens * s.past * perSlot + s.logits * c.dim * c.vocabSize;
+  }
+
+  /** Shape buckets compiled so far. */
+  get compiledShapes(): number {
+    return this.shapes.size;
   }
 
   /** Bytes of the KV pools. */
@@ -191,10 +242,14 @@ export class PagedLlama implements StepModel {
         sPast = q.contiguous().matmul(pastK.transpose(-1, -2));
         attendPast = (p) => p.contiguous().matmul(pastVt.transpose(-1, -2));
       }
-      const p = cat([sPast, sNew], 3).mul(scale).add(bias).softmax(-1);
-      const yPast = attendPast(p.narrow(3, 0, M));
+      // Stored once: inlined, the softmax (an exp per score) would be recomputed inside every product
+      // that reads it, once per output column.
+      const p = cat([sPast, sNew], 3).mul(scale).add(bias).softmax(-1).contiguous();
+      // Each product stored by itself: fused into one kernel with the sum, they would run as plain
+      // reductions (the new-token one reading values with a stride, O(N²) scalar work per step).
+      const yPast = attendPast(p.narrow(3, 0, M)).contiguous();
       const pNew = p.narrow(3, M, N).permute([1, 0, 2, 3]).reshape([KV, N * rep, N]);
-      const yNew = pNew.matmul(vNew).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
+      const yNew = pNew.matmul(vNew).contiguous().reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       // Stored before the output projection, so that it reads a plain matrix (skinny path).
       const y = a.oProj.forward(yPast.add(yNew).reshape([N, H * hd]).contiguous());
       x = x.add(y);
@@ -211,7 +266,7 @@ export class PagedLlama implements StepModel {
     const n = seqs.reduce((s, q) => s + q.tokens.length, 0);
     const past = seqs.reduce((s, q) => Math.max(s, q.start), 0);
     const logits = seqs.filter((q) => q.wantLogits).length;
-    return { tokens: nextPow2(Math.max(n, 1)), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: nextPow2(Math.max(logits, 1)) };
+    return { tokens: nextPow2(Math.max(n, 1)), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: logitBucket(logits) };
   }
 
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {
@@ -230,7 +285,7 @@ export class PagedLlama implements StepModel {
 
   /** One jitted step over `seqs` (`shared`: one sequence whose tokens share its gathered past). */
   private runGroup(seqs: readonly StepSequence[], shared: boolean): (Float32Array | undefined)[] {
-    const shape = this.shapeOf(seqs);
+    const shape = this.bucketFor(this.shapeOf(seqs), shared);
     const { tokens: N, past: M, logits: S } = shape;
     const W = M + N;
     const ids = new Int32Array(N);
@@ -263,7 +318,8 @@ export class PagedLlama implements StepModel {
     }
     // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
     for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
-    const key = `${shared ? 'chunk' : 'mixed'}:${N}x${M}x${S}`;
+    const key = shapeKey(shape, shared);
+    if (!this.shapes.has(key)) this.compiled.push({ shape, shared });
     this.shapes.add(key);
     const dev = { device: this.device };
     const inputs = [

@@ -3,7 +3,7 @@
  * one message (tokens and ends in order, then the stats after them), so a busy engine posts one message
  * per step, not one per token.
  */
-import type { EngineRequest, EngineStats, EngineUsage, FinishReason, ServedModelInfo } from '../types.js';
+import type { EngineRequest, EngineStats, EngineUsage, FinishReason, ServedModelInfo, StepTiming } from '../types.js';
 import type { AdmissionLimits } from './admission.js';
 import type { EngineOptions } from './options.js';
 
@@ -24,5 +24,5 @@ export type EngineEvent =
 export type FromWorker =
   | { t: 'ready'; info: ServedModelInfo; limits: AdmissionLimits; stats: EngineStats }
   | { t: 'failed'; message: string }
-  | { t: 'events'; events: EngineEvent[]; stats: EngineStats; retryAfterSeconds: number }
+  | { t: 'events'; events: EngineEvent[]; stats: EngineStats; retryAfterSeconds: number; step?: StepTiming }
   | { t: 'closed' };

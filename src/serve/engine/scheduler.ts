@@ -11,7 +11,9 @@
  *  2. Then prefill chunks, oldest first: sequences part-way through their prompt continue, then waiting
  *     requests are admitted in arrival order while the batch has room (`maxBatch`), the pool holds their
  *     uncached blocks (plus a 1% watermark) and the budget lasts. Prefill tokens per step are capped by
- *     `maxPrefillTokensPerStep`, so a long prompt never stalls the running decodes for more than a chunk.
+ *     `maxPrefillTokensPerStep`; while sequences are decoding, also by what the decodes leave of
+ *     `maxBatchedTokens` (at least one block): a prompt then joins the running decodes in chunks that
+ *     keep each step near a decode step's duration, instead of stalling them for its whole length.
  *     Admission is strictly in order: a head request that does not fit blocks the ones behind it (no
  *     starvation of long prompts).
  *  3. One model step computes all of it; the logits of sequences whose known tokens are all computed
@@ -37,6 +39,13 @@ export interface SchedulerOptions {
   maxWaiting: number;
   /** Prompt tokens computed per step at most (the chunk budget). */
   maxPrefillTokensPerStep: number;
+  /**
+   * While sequences are decoding, tokens per step (their decodes plus prefill) at most: prefill gets what
+   * the decodes leave, but at least one block's worth of tokens, so waiting requests always progress.
+   * Keeps a step that adds a prompt close to a decode step's duration, which bounds the inter-token
+   * latency of the running streams. Unset: no bound beyond `maxPrefillTokensPerStep`.
+   */
+  maxBatchedTokens?: number;
   /** Bytes per KV block (all layers, K and V), for the block manager. */
   blockBytes: number;
 }
@@ -74,6 +83,8 @@ export interface StepReport {
   /** Requests admitted (for the first time) in this step. */
   admitted: string[];
   ms: number;
+  /** The step compiled a new shape bucket. */
+  compiled: boolean;
 }
 
 const BUSY_WINDOW_MS = 5000;
@@ -92,6 +103,7 @@ export class Scheduler {
   /** Recent steps: end time and duration, for the busy fraction and throughput. */
   private recent: { end: number; ms: number; tokens: number }[] = [];
   private readonly startedAt = performance.now();
+  private shapesBefore = 0;
 
   constructor(
     readonly model: StepModel,
@@ -270,6 +282,7 @@ export class Scheduler {
   step(): StepReport | undefined {
     this.applyEnds();
     const t0 = performance.now();
+    this.shapesBefore = this.model.compiledShapes ?? 0;
     const batch: { seq: Seq; chunk: number }[] = [];
     const admitted: string[] = [];
     let decodeTokens = 0;
@@ -282,6 +295,8 @@ export class Scheduler {
     }
     // 2. Prefill chunks: running sequences part-way through, then admissions in arrival order.
     let budget = this.opts.maxPrefillTokensPerStep;
+    const batched = this.opts.maxBatchedTokens;
+    if (decodeTokens > 0 && batched !== undefined) budget = Math.min(budget, Math.max(this.model.blockSize, batched - decodeTokens));
     for (const s of this.running) {
       const pending = s.tokens.length - s.computed;
       if (pending <= 1 || budget <= 0) continue;
@@ -340,7 +355,7 @@ export class Scheduler {
     this.counters.decodeTokens += decodeTokens;
     this.recent.push({ end, ms, tokens: prefillTokens + decodeTokens });
     if (this.recent.length > 4096) this.recent = this.recent.filter((r) => r.end > end - BUSY_WINDOW_MS);
-    return { batchSize, prefillTokens, decodeTokens, admitted, ms };
+    return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled: (this.model.compiledShapes ?? 0) > this.shapesBefore };
   }
 
   /** Sample the next token of `s` and emit it, or end the sequence. */

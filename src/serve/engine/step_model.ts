@@ -32,6 +32,8 @@ export interface StepModel {
    * sequence in order, the logits after its last token (`undefined` where `wantLogits` is false).
    */
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[];
+  /** Shape buckets compiled so far (a step that raises it paid for a compilation). */
+  readonly compiledShapes?: number;
 }
 
 /** The pool slot of position `p` under `table`. */

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import '../../runtime/node_devices.js';
-import type { EngineHandle } from '../types.js';
+import type { EngineHandle, StepTiming } from '../types.js';
 import { createInProcessEngine, type InProcessEngine } from './in_process.js';
 import type { EngineEvent, FromWorker, ToWorker, WorkerInit } from './protocol.js';
 
@@ -18,9 +18,9 @@ let outbox: EngineEvent[] = [];
 const handles = new Map<string, EngineHandle>();
 let engine: InProcessEngine | undefined;
 
-function flush(): void {
+function flush(step?: StepTiming): void {
   if (!engine) return;
-  post({ t: 'events', events: outbox, stats: engine.stats(), retryAfterSeconds: engine.scheduler.retryAfterSeconds() });
+  post({ t: 'events', events: outbox, stats: engine.stats(), retryAfterSeconds: engine.scheduler.retryAfterSeconds(), ...(step ? { step } : {}) });
   outbox = [];
 }
 
@@ -32,7 +32,7 @@ try {
     onStep: (r) => {
       // Admissions first: the client's queue count must drop before it sees those requests' tokens.
       outbox.unshift(...r.admitted.map((id): EngineEvent => ({ k: 'admitted', id })));
-      flush();
+      flush({ ms: r.ms, prefillTokens: r.prefillTokens, decodeTokens: r.decodeTokens, batchSize: r.batchSize, compiled: r.compiled });
     },
   });
   post({ t: 'ready', info: engine.model, limits: engine.scheduler.limits, stats: engine.stats() });

@@ -11,6 +11,7 @@ const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 /** Inter-token latency buckets (seconds): one decode step, from a tiny model to a loaded batch. */
 const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const STEP_BUCKETS = [0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2.5, 10];
 
 /** The metric objects the HTTP layer updates. */
 export class ServeMetrics {
@@ -21,6 +22,8 @@ export class ServeMetrics {
   readonly timeToFirstToken: Histogram<'endpoint'>;
   readonly interTokenLatency: Histogram<'endpoint'>;
   readonly requestDuration: Histogram<'endpoint'>;
+  readonly stepDuration: Histogram<'kind'>;
+  readonly stepCompiles: Counter;
 
   private readonly counted = new WeakSet<object>();
 
@@ -44,6 +47,15 @@ export class ServeMetrics {
     this.interTokenLatency = new Histogram({ name: 'tessera_inter_token_latency_seconds', help: 'Time between consecutive tokens of one sequence', labelNames: ['endpoint'], buckets: ITL_BUCKETS, registers });
     this.requestDuration = new Histogram({ name: 'tessera_request_duration_seconds', help: 'Time from arrival to the end of a completion request', labelNames: ['endpoint'], buckets: DURATION_BUCKETS, registers });
 
+    // Engine steps: 'decode' steps only advance running sequences; 'mixed' ones also prefill prompt
+    // tokens. A step that compiled a new shape bucket is counted in tessera_engine_step_compiles_total
+    // (its duration includes the compilation).
+    this.stepDuration = new Histogram({ name: 'tessera_engine_step_seconds', help: 'Duration of one engine step (one batched model call)', labelNames: ['kind'], buckets: STEP_BUCKETS, registers });
+    this.stepCompiles = new Counter({ name: 'tessera_engine_step_compiles_total', help: 'Engine steps that compiled a new shape bucket', registers });
+    engine.onStep?.((s) => {
+      this.stepDuration.observe({ kind: s.prefillTokens > 0 ? 'mixed' : 'decode' }, s.ms / 1000);
+      if (s.compiled) this.stepCompiles.inc();
+    });
     const gauge = (name: string, help: string, read: (s: EngineStats) => number) =>
       new Gauge({
         name,

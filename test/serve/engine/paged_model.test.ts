@@ -59,4 +59,42 @@ describe('PagedLlama', () => {
     expect([...pm.shapes].some((k) => k.startsWith('chunk:'))).toBe(maxGatherBytes !== undefined);
     pm.dispose();
   });
+
+  it('a step whose bucket is not compiled runs in a compiled larger one (padding masked) instead of compiling', () => {
+    const m = tinyLlama();
+    const pm = new PagedLlama(m, { numBlocks: 16, blockSize: 4 });
+    const a = [3, 1, 4, 1, 5, 9, 2];
+    const b = [2, 7, 1];
+    // 10 tokens, past 0, 2 logit rows: bucket 16 x 4 x 2.
+    let r = pm.run([
+      { tokens: a, start: 0, blockTable: [0, 1, 2], wantLogits: true },
+      { tokens: b, start: 0, blockTable: [3, 4], wantLogits: true },
+    ]);
+    expect([...pm.shapes]).toEqual(['mixed:16x4x2']);
+    // 9 tokens with a past of 7 (bucket 16 x 8 x 1): 16 x 4 x 2 does not hold that past, so it compiles.
+    r = pm.run([{ tokens: [6, 5, 3, 5, 8, 9, 7, 9, 3], start: 7, blockTable: [0, 1, 2, 5], wantLogits: true }]);
+    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 6, 5, 3, 5, 8, 9, 7, 9, 3])), { atol: 1e-4, rtol: 1e-4 }, 'a chunk');
+    expect(pm.compiledShapes).toBe(2);
+    // Two decodes, a's past 16 and b's 3: bucket 2 x 16 x 2, compiled.
+    r = pm.run([
+      { tokens: [4], start: 16, blockTable: [0, 1, 2, 5, 6], wantLogits: true },
+      { tokens: [8], start: 3, blockTable: [3, 4], wantLogits: true },
+    ]);
+    expect(pm.compiledShapes).toBe(3);
+    expect(pm.promotedSteps).toBe(0);
+    // Two decodes with pasts of 4 and 5 (bucket 2 x 8 x 2): promoted into 2 x 16 x 2, a cheap padding of
+    // the past. One decode (1 x 8 x 1) would double the token rows: too costly, it compiles its own.
+    const c = [1, 2, 3, 4];
+    pm.run([{ tokens: c, start: 0, blockTable: [7, 8], wantLogits: false }]); // 4 x 4 x 1 (compiles)
+    expect(pm.compiledShapes).toBe(4);
+    r = pm.run([
+      { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
+      { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
+    ]);
+    expect(pm.compiledShapes).toBe(4);
+    expect(pm.promotedSteps).toBe(1);
+    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...b, 8, 2])), { atol: 1e-4, rtol: 1e-4 }, 'b decode, promoted');
+    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
+    pm.dispose();
+  });
 });

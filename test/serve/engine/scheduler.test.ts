@@ -72,9 +72,15 @@ interface Result {
   usage?: EngineUsage;
 }
 
-function make(opts: { blockSize?: number; blocks?: number; maxBatch?: number; maxWaiting?: number; prefill?: number; ctx?: number } = {}) {
+function make(opts: { blockSize?: number; blocks?: number; maxBatch?: number; maxWaiting?: number; prefill?: number; batched?: number; ctx?: number } = {}) {
   const model = new FakeModel(opts.blockSize ?? 4, opts.blocks ?? 64, opts.ctx ?? 256);
-  const sched = new Scheduler(model, { maxBatch: opts.maxBatch ?? 8, maxWaiting: opts.maxWaiting ?? 100, maxPrefillTokensPerStep: opts.prefill ?? 16, blockBytes: 1 });
+  const sched = new Scheduler(model, {
+    maxBatch: opts.maxBatch ?? 8,
+    maxWaiting: opts.maxWaiting ?? 100,
+    maxPrefillTokensPerStep: opts.prefill ?? 16,
+    ...(opts.batched !== undefined ? { maxBatchedTokens: opts.batched } : {}),
+    blockBytes: 1,
+  });
   const results = new Map<string, Result>();
   const submit = (id: string, prompt: number[], maxTokens: number, extra: Partial<EngineRequest> = {}) => {
     const r: Result = { tokens: [] };
@@ -104,6 +110,27 @@ function make(opts: { blockSize?: number; blocks?: number; maxBatch?: number; ma
 const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + 1) % V);
 
 describe('Scheduler', () => {
+  it('while sequences decode, a prompt joins in chunks of what maxBatchedTokens leaves (at least a block); alone, in prefill-budget chunks', () => {
+    const { sched, model, results, submit, drain } = make({ prefill: 32, batched: 10, blockSize: 4 });
+    for (let i = 0; i < 6; i++) submit(`d${i}`, prompt(3, i), 40);
+    sched.step(); // six prompts of 3 tokens: 18 prefill tokens, nothing decoding yet
+    expect(model.steps.at(-1)).toEqual({ seqs: 6, tokens: 18 });
+    submit('long', prompt(30, 9), 5);
+    const r1 = sched.step()!; // 6 decodes leave 4 tokens (one block) of 10
+    expect([r1.decodeTokens, r1.prefillTokens]).toEqual([6, 4]);
+    for (let i = 0; i < 3; i++) submit(`e${i}`, prompt(2, 20 + i), 40);
+    const r2 = sched.step()!; // 7 running, 6 decode (long is mid-prompt): still one block
+    expect([r2.decodeTokens, r2.prefillTokens]).toEqual([6, 4]);
+    drain();
+    for (const [id, r] of results) expect(r.tokens.length, id).toBe(id === 'long' ? 5 : 40);
+    expect(results.get('long')!.tokens).toEqual(reference(prompt(30, 9), 5));
+    // Without decodes, the whole prefill budget: a 30-token prompt in one step.
+    const solo = make({ prefill: 32, batched: 10 });
+    solo.submit('x', prompt(30, 1), 2);
+    solo.sched.step();
+    expect(solo.model.steps[0]).toEqual({ seqs: 1, tokens: 30 });
+  });
+
   it('batches requests that arrive at different steps, prefill chunked, with outputs of a plain loop', () => {
     const { sched, model, results, submit, drain } = make({ prefill: 6 });
     const lens = [3, 17, 9, 1, 30, 5];

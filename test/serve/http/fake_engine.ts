@@ -3,7 +3,7 @@
  * one per tick (setImmediate, or a timer of `delayMs`), honouring maxTokens, stop token ids, finish and
  * cancel, and records what it was asked so tests can check prompts, cancellations and overloads.
  */
-import { EngineOverloadedError, EngineRequestError, type Engine, type EngineCallbacks, type EngineHandle, type EngineRequest, type EngineStats, type FinishReason, type ServedModelInfo } from '../../../src/serve/types.js';
+import { EngineOverloadedError, EngineRequestError, type Engine, type EngineCallbacks, type EngineHandle, type EngineRequest, type EngineStats, type FinishReason, type ServedModelInfo, type StepTiming } from '../../../src/serve/types.js';
 
 export interface FakeEngineOptions {
   model?: Partial<ServedModelInfo>;
@@ -83,6 +83,16 @@ export class FakeEngine implements Engine {
         run.finished = true;
       },
     };
+  }
+
+  private readonly stepListeners = new Set<(s: StepTiming) => void>();
+  onStep(listener: (s: StepTiming) => void): () => void {
+    this.stepListeners.add(listener);
+    return () => this.stepListeners.delete(listener);
+  }
+  /** Report a step to the listeners (as the real engine does after each model call). */
+  emitStep(s: StepTiming): void {
+    for (const l of this.stepListeners) l(s);
   }
 
   stats(): EngineStats {

@@ -463,16 +463,22 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
     const int nr = (int)(n1 - nb < TESSERA_SKINNY_NB ? n1 - nb : TESSERA_SKINNY_NB);
     int q = 0;
 #if defined(__AVX512F__)
-    /* Four weight rows at a time (in L1 while every row of A passes over them). */
-    for (; q + 4 <= nr; q += 4) {
-      const float *w = B + (size_t)(nb + q) * ldb;
-      /* The first pass over these rows prefetches the next four (within this call's range). */
-      const float *next = nb + q + 8 <= n1 ? w + (size_t)4 * ldb : NULL;
-      int m = 0;
-      for (; m + 4 <= M; m += 4, next = NULL)
-        tessera_skinny_4x4(A + (size_t)m * lda, lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, TESSERA_SKINNY_NB, next);
-      for (; m < M; ++m, next = NULL) tessera_skinny_1x4(A + (size_t)m * lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, next);
+    /* Rows of A in groups of 16 (in L1 while the block's weight rows pass over them, the weights coming
+       from L2 after the first group), and four weight rows at a time against each group. */
+    const int q4 = nr / 4 * 4;
+    for (int mb = 0; mb < M; mb += 16) {
+      const int me = mb + 16 < M ? mb + 16 : M;
+      for (q = 0; q < q4; q += 4) {
+        const float *w = B + (size_t)(nb + q) * ldb;
+        /* The first pass over these rows prefetches the next four (within this call's range). */
+        const float *next = mb == 0 && nb + q + 8 <= n1 ? w + (size_t)4 * ldb : NULL;
+        int m = mb;
+        for (; m + 4 <= me; m += 4, next = NULL)
+          tessera_skinny_4x4(A + (size_t)m * lda, lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, TESSERA_SKINNY_NB, next);
+        for (; m < me; ++m, next = NULL) tessera_skinny_1x4(A + (size_t)m * lda, w, ldb, K, acc + m * TESSERA_SKINNY_NB + q, next);
+      }
     }
+    q = q4;
 #elif TESSERA_VL > 1
     /* Portable vectors: four weight rows at a time; each load of a row of A feeds four products, and the four pairs of
        accumulators are eight independent FMA chains (enough to cover the FMA latency). */
