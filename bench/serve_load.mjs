@@ -214,12 +214,15 @@ async function engineSteps(base) {
   try {
     const r = await getJson(`${base}/metrics`);
     if (r.status !== 200) return null;
-    const out = { compiles: 0, decode: { count: 0, sum: 0, le50: 0 }, mixed: { count: 0, sum: 0, le50: 0 } };
+    const out = { compiles: 0, shapes: {}, decode: { count: 0, sum: 0, le50: 0 }, mixed: { count: 0, sum: 0, le50: 0 } };
     for (const line of r.body.split('\n')) {
       let m;
       if ((m = /^tessera_engine_step_seconds_(count|sum)\{kind="(\w+)"\} (\S+)/.exec(line)) && out[m[2]]) out[m[2]][m[1]] = Number(m[3]);
       else if ((m = /^tessera_engine_step_seconds_bucket\{le="0\.05",kind="(\w+)"\} (\S+)/.exec(line)) && out[m[1]]) out[m[1]].le50 = Number(m[2]);
-      else if ((m = /^tessera_engine_step_compiles_total (\S+)/.exec(line))) out.compiles = Number(m[1]);
+      else if ((m = /^tessera_engine_step_compiles_total\{shape="([^"]*)"\} (\S+)/.exec(line))) {
+        out.compiles += Number(m[2]);
+        out.shapes[m[1]] = Number(m[2]);
+      }
     }
     return out;
   } catch {
@@ -233,7 +236,8 @@ function stepDelta(a, b) {
     const count = b[k].count - a[k].count;
     return { count, mean_ms: count ? ((b[k].sum - a[k].sum) / count) * 1000 : null, over_50ms: count - (b[k].le50 - a[k].le50) };
   };
-  return { decode: kind('decode'), mixed: kind('mixed'), compiles: b.compiles - a.compiles };
+  const compiled = Object.keys(b.shapes).filter((k) => !(k in a.shapes));
+  return { decode: kind('decode'), mixed: kind('mixed'), compiles: b.compiles - a.compiles, compiled_shapes: compiled };
 }
 
 /** CPU seconds (user + system, all threads, plus its waited-for children: Tessera's C compiler runs) of process `pid` from /proc, or null. */
@@ -492,7 +496,7 @@ async function measureServer(name, o, ctx) {
       );
       if (engine_steps) {
         const k = (x) => `${x.count} steps, mean ${fmt(x.mean_ms, 1)} ms, ${x.over_50ms} over 50 ms`;
-        console.log(`    engine: decode-only ${k(engine_steps.decode)}; with prefill ${k(engine_steps.mixed)}; ${engine_steps.compiles} step(s) compiled a new shape`);
+        console.log(`    engine: decode-only ${k(engine_steps.decode)}; with prefill ${k(engine_steps.mixed)}; ${engine_steps.compiles} step(s) compiled a new shape${engine_steps.compiled_shapes.length ? ` (${engine_steps.compiled_shapes.join(', ')})` : ''}`);
       }
       if (s.errors) console.log(`    errors: ${s.error_samples.join(' | ')}`);
       if (server.exited()) throw new Error(`server exited (${JSON.stringify(server.exited())}):\n${server.output().slice(-3000)}`);

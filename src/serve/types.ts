@@ -128,6 +128,8 @@ export interface StepTiming {
   batchSize: number;
   /** The step compiled a shape bucket it had not seen before (compilation is in `ms`). */
   compiled: boolean;
+  /** That bucket's name (e.g. `mixed:32x128x24`: token rows, past slots, logit rows). */
+  compiledShape?: string;
 }
 
 /** The engine as the HTTP layer uses it; implemented on the main thread by a proxy to the worker. */

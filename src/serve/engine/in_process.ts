@@ -90,8 +90,8 @@ export class InProcessEngine implements Engine {
     }
     if (report) {
       this.stepHook?.(report);
-      const { ms, prefillTokens, decodeTokens, batchSize, compiled } = report;
-      for (const l of this.stepListeners) l({ ms, prefillTokens, decodeTokens, batchSize, compiled });
+      const { ms, prefillTokens, decodeTokens, batchSize, compiled, compiledShape } = report;
+      for (const l of this.stepListeners) l({ ms, prefillTokens, decodeTokens, batchSize, compiled, ...(compiledShape ? { compiledShape } : {}) });
     }
     if (this.scheduler.hasWork() && report) {
       setImmediate(this.loop);

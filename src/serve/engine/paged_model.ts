@@ -107,6 +107,8 @@ export class PagedLlama implements StepModel {
   private readonly compiled: { shape: StepShape; shared: boolean }[] = [];
   /** Steps run in a larger compiled bucket instead of compiling their own. */
   promotedSteps = 0;
+  /** The bucket compiled last (`mixed:NxMxS` or `chunk:NxMxS`). */
+  lastCompiled: string | undefined;
 
   constructor(
     readonly model: Llama,
@@ -146,14 +148,15 @@ export class PagedLlama implements StepModel {
   /**
    * The bucket a step runs in: its own when compiled, else the cheapest compiled bucket that holds it
    * (at least as many token rows, past slots and logit rows; padding is masked) if that costs at most
-   * 1.5x its own, else its own (compiled now). Compiling a new bucket takes seconds, which every running
-   * stream would wait for; a somewhat larger step does not stall them.
+   * 1.5x its own (4x for a step without decodes: only prompts wait for it), else its own (compiled now).
+   * Compiling a new bucket takes seconds, which every running stream would wait for; a somewhat larger
+   * step does not stall them.
    */
-  private bucketFor(shape: StepShape, shared: boolean): StepShape {
+  private bucketFor(shape: StepShape, shared: boolean, decoding: boolean): StepShape {
     if (this.shapes.has(shapeKey(shape, shared))) return shape;
     const own = this.stepCost(shape);
     let best: StepShape | undefined;
-    let bestCost = 1.5 * own;
+    let bestCost = (decoding ? 1.5 : 4) * own;
     for (const c of this.compiled) {
       const s = c.shape;
       if (c.shared !== shared || s.tokens < shape.tokens || s.past < shape.past || s.logits < shape.logits) continue;
@@ -169,7 +172,8 @@ export class PagedLlama implements StepModel {
   private stepCost(s: StepShape): number {
     const c = this.model.config;
     const perToken = c.nLayer * (4 * c.dim * c.dim + 3 * c.dim * c.hiddenDim);
-    const perSlot = c.nLayer * (4 * c.dim + 4 * this.kvWidth); // two products, plus gathering K and V
+    // Two products per slot, plus gathering its keys and values (memory-bound: weighted as measured).
+    const perSlot = c.nLayer * (4 * c.dim + 12 * this.kvWidth);
     return s.tokens * perToken + s.tokens * s.past * perSlot + s.logits * c.dim * c.vocabSize;
   }
 
@@ -285,7 +289,7 @@ export class PagedLlama implements StepModel {
 
   /** One jitted step over `seqs` (`shared`: one sequence whose tokens share its gathered past). */
   private runGroup(seqs: readonly StepSequence[], shared: boolean): (Float32Array | undefined)[] {
-    const shape = this.bucketFor(this.shapeOf(seqs), shared);
+    const shape = this.bucketFor(this.shapeOf(seqs), shared, seqs.some((q) => q.tokens.length === 1 && q.start > 0));
     const { tokens: N, past: M, logits: S } = shape;
     const W = M + N;
     const ids = new Int32Array(N);
@@ -319,7 +323,10 @@ export class PagedLlama implements StepModel {
     // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
     for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
     const key = shapeKey(shape, shared);
-    if (!this.shapes.has(key)) this.compiled.push({ shape, shared });
+    if (!this.shapes.has(key)) {
+      this.compiled.push({ shape, shared });
+      this.lastCompiled = key;
+    }
     this.shapes.add(key);
     const dev = { device: this.device };
     const inputs = [

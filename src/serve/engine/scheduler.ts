@@ -85,6 +85,8 @@ export interface StepReport {
   ms: number;
   /** The step compiled a new shape bucket. */
   compiled: boolean;
+  /** Its name, when it did. */
+  compiledShape?: string;
 }
 
 const BUSY_WINDOW_MS = 5000;
@@ -355,7 +357,8 @@ export class Scheduler {
     this.counters.decodeTokens += decodeTokens;
     this.recent.push({ end, ms, tokens: prefillTokens + decodeTokens });
     if (this.recent.length > 4096) this.recent = this.recent.filter((r) => r.end > end - BUSY_WINDOW_MS);
-    return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled: (this.model.compiledShapes ?? 0) > this.shapesBefore };
+    const compiled = (this.model.compiledShapes ?? 0) > this.shapesBefore;
+    return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled, ...(compiled && this.model.lastCompiled ? { compiledShape: this.model.lastCompiled } : {}) };
   }
 
   /** Sample the next token of `s` and emit it, or end the sequence. */

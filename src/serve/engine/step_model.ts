@@ -34,6 +34,8 @@ export interface StepModel {
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[];
   /** Shape buckets compiled so far (a step that raises it paid for a compilation). */
   readonly compiledShapes?: number;
+  /** Name of the bucket compiled last. */
+  readonly lastCompiled?: string;
 }
 
 /** The pool slot of position `p` under `table`. */

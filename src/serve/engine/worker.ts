@@ -32,7 +32,7 @@ try {
     onStep: (r) => {
       // Admissions first: the client's queue count must drop before it sees those requests' tokens.
       outbox.unshift(...r.admitted.map((id): EngineEvent => ({ k: 'admitted', id })));
-      flush({ ms: r.ms, prefillTokens: r.prefillTokens, decodeTokens: r.decodeTokens, batchSize: r.batchSize, compiled: r.compiled });
+      flush({ ms: r.ms, prefillTokens: r.prefillTokens, decodeTokens: r.decodeTokens, batchSize: r.batchSize, compiled: r.compiled, ...(r.compiledShape ? { compiledShape: r.compiledShape } : {}) });
     },
   });
   post({ t: 'ready', info: engine.model, limits: engine.scheduler.limits, stats: engine.stats() });

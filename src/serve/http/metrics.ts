@@ -23,7 +23,7 @@ export class ServeMetrics {
   readonly interTokenLatency: Histogram<'endpoint'>;
   readonly requestDuration: Histogram<'endpoint'>;
   readonly stepDuration: Histogram<'kind'>;
-  readonly stepCompiles: Counter;
+  readonly stepCompiles: Counter<'shape'>;
 
   private readonly counted = new WeakSet<object>();
 
@@ -51,10 +51,10 @@ export class ServeMetrics {
     // tokens. A step that compiled a new shape bucket is counted in tessera_engine_step_compiles_total
     // (its duration includes the compilation).
     this.stepDuration = new Histogram({ name: 'tessera_engine_step_seconds', help: 'Duration of one engine step (one batched model call)', labelNames: ['kind'], buckets: STEP_BUCKETS, registers });
-    this.stepCompiles = new Counter({ name: 'tessera_engine_step_compiles_total', help: 'Engine steps that compiled a new shape bucket', registers });
+    this.stepCompiles = new Counter({ name: 'tessera_engine_step_compiles_total', help: 'Engine steps that compiled a new shape bucket, by bucket', labelNames: ['shape'], registers });
     engine.onStep?.((s) => {
       this.stepDuration.observe({ kind: s.prefillTokens > 0 ? 'mixed' : 'decode' }, s.ms / 1000);
-      if (s.compiled) this.stepCompiles.inc();
+      if (s.compiled) this.stepCompiles.inc({ shape: s.compiledShape ?? 'unknown' });
     });
     const gauge = (name: string, help: string, read: (s: EngineStats) => number) =>
       new Gauge({

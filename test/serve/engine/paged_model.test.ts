@@ -82,17 +82,19 @@ describe('PagedLlama', () => {
     ]);
     expect(pm.compiledShapes).toBe(3);
     expect(pm.promotedSteps).toBe(0);
-    // Two decodes with pasts of 4 and 5 (bucket 2 x 8 x 2): promoted into 2 x 16 x 2, a cheap padding of
-    // the past. One decode (1 x 8 x 1) would double the token rows: too costly, it compiles its own.
+    // A prompt alone (4 x 4 x 1, nothing decoding): within 4x the cost of 16 x 4 x 2, so it runs there.
     const c = [1, 2, 3, 4];
-    pm.run([{ tokens: c, start: 0, blockTable: [7, 8], wantLogits: false }]); // 4 x 4 x 1 (compiles)
-    expect(pm.compiledShapes).toBe(4);
+    pm.run([{ tokens: c, start: 0, blockTable: [7, 8], wantLogits: false }]);
+    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([3, 1]);
+    // Two decodes with pasts of 4 (bucket 2 x 4 x 2): promoted into 2 x 16 x 2, a cheap padding of the past.
     r = pm.run([
       { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
       { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
     ]);
-    expect(pm.compiledShapes).toBe(4);
-    expect(pm.promotedSteps).toBe(1);
+    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([3, 2]);
+    // One decode (1 x 8 x 1): 2 x 16 x 2 would double its token rows, over 1.5x: it compiles its own.
+    pm.run([{ tokens: [9], start: 5, blockTable: [3, 4], wantLogits: true }]);
+    expect([pm.compiledShapes, pm.promotedSteps, pm.lastCompiled]).toEqual([4, 2, 'mixed:1x8x1']);
     expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...b, 8, 2])), { atol: 1e-4, rtol: 1e-4 }, 'b decode, promoted');
     expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
     pm.dispose();

@@ -86,7 +86,7 @@ describe('GET /metrics', () => {
   it('histograms engine step durations by kind and counts steps that compiled a shape bucket', async () => {
     server.engine.emitStep({ ms: 12, prefillTokens: 0, decodeTokens: 16, batchSize: 16, compiled: false });
     server.engine.emitStep({ ms: 45, prefillTokens: 16, decodeTokens: 16, batchSize: 17, compiled: false });
-    server.engine.emitStep({ ms: 2500, prefillTokens: 48, decodeTokens: 0, batchSize: 1, compiled: true });
+    server.engine.emitStep({ ms: 2500, prefillTokens: 48, decodeTokens: 0, batchSize: 1, compiled: true, compiledShape: 'mixed:64x16x1' });
     const text = await (await server.get('/metrics', null)).text();
     expect(text).toMatch(/tessera_engine_step_seconds_bucket\{le="0.02",kind="decode"\} 1/);
     expect(text).toMatch(/tessera_engine_step_seconds_count\{kind="decode"\} 1/);
@@ -94,7 +94,7 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/tessera_engine_step_seconds_bucket\{le="1",kind="mixed"\} 1/);
     expect(text).toMatch(/tessera_engine_step_seconds_count\{kind="mixed"\} 2/);
     expect(text).toMatch(/tessera_engine_step_seconds_sum\{kind="mixed"\} 2.545/);
-    expect(text).toMatch(/tessera_engine_step_compiles_total 1/);
+    expect(text).toMatch(/tessera_engine_step_compiles_total\{shape="mixed:64x16x1"\} 1/);
   });
 });
 
