@@ -7,7 +7,7 @@
  *   node bench/serve_load.mjs [--quick] [--levels 1,4,16,64] [--servers tessera,tessera-b1,llama.cpp]
  *                             [--threads 2] [--prompt-tokens 48] [--max-tokens 64] [--requests-per-stream 2]
  *                             [--min-requests 8] [--level-time-s 60] [--level-cap-s 150] [--budget-s 1500]
- *                             [--kv-cache-mb 256] [--max-prefill-tokens N] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
+ *                             [--kv-cache-mb 256] [--max-prefill-tokens N] [--max-batched-tokens N] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
  *                             [--out serve_load.json] [--merge] [--keep-dir]
  *
  * --merge replaces only the servers measured now in an existing results file made with the same model
@@ -414,6 +414,7 @@ function options() {
     budgetS: num(args['budget-s'], QUICK ? 600 : 1500),
     kvCacheMb: num(args['kv-cache-mb'], 256),
     maxPrefillTokens: args['max-prefill-tokens'] === undefined ? undefined : num(args['max-prefill-tokens'], undefined),
+    maxBatchedTokens: args['max-batched-tokens'] === undefined ? undefined : num(args['max-batched-tokens'], undefined),
     llamaKv: String(args['llama-kv'] ?? 'f16'),
     startupTimeoutS: num(args['startup-timeout-s'], 300),
     quietWaitS: num(args['quiet-wait-s'], QUICK ? 0 : 30),
@@ -432,6 +433,7 @@ async function measureServer(name, o, ctx) {
     const maxBatch = name === 'tessera-b1' ? 1 : 64;
     const argv = [CLI, 'serve', '--model', file, '--port', '0', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--max-batch', String(maxBatch), '--kv-cache-mb', String(o.kvCacheMb), '--model-id', 'bench'];
     if (o.maxPrefillTokens !== undefined) argv.push('--max-prefill-tokens', String(o.maxPrefillTokens));
+    if (o.maxBatchedTokens !== undefined) argv.push('--max-batched-tokens', String(o.maxBatchedTokens));
     info.command = `TESSERA_THREADS=${o.threads} node dist/cli/main.js ${argv.slice(1).join(' ').replace(file, 'MODEL.gguf').replace(join(dir, 'ledger.db'), 'TMP.db')}`;
     return startChild(process.execPath, argv, { env, pattern: /serving '.*?' at (http:\/\/[^\s]+)\/v1/, logFile: join(dir, `${name}.log`), timeoutMs: o.startupTimeoutS * 1000 });
   };

@@ -16,8 +16,8 @@
  * exceed `maxGatherBytes`, its decodes run as one mixed step and each chunk as a "chunk step" whose
  * tokens share one gathered past (`[M]` slots). Weights are then read once per group, not per token.
  *
- * The step is `jit`-compiled per shape bucket (N rounded up to a power of two, the logit rows S by
- * `logitBucket`, M to a power of two of at least one block), and every per-step value (token ids, positions, which index
+ * The step is `jit`-compiled per shape bucket (N by `tokenBucket`, the logit rows S by `logitBucket`, M
+ * to a power of two of at least one block), and every per-step value (token ids, positions, which index
  * the rotary tables, slots, mask, logit rows) is an input tensor: a replay builds no graph.
  */
 import { ValueError } from '../../errors.js';
@@ -44,6 +44,14 @@ export function nextPow2(n: number): number {
  */
 export function logitBucket(n: number): number {
   return n <= 16 ? nextPow2(Math.max(n, 1)) : Math.ceil(n / 8) * 8;
+}
+
+/**
+ * Bucket of a step's token rows: powers of two up to 16, multiples of 8 up to 64 (a batch of decodes
+ * plus a prefill chunk: 16 + 8 runs as 24 rows, not 32), powers of two beyond.
+ */
+export function tokenBucket(n: number): number {
+  return n <= 16 || n > 64 ? nextPow2(Math.max(n, 1)) : Math.ceil(n / 8) * 8;
 }
 
 /** Options of {@link PagedLlama}. */
@@ -270,7 +278,7 @@ export class PagedLlama implements StepModel {
     const n = seqs.reduce((s, q) => s + q.tokens.length, 0);
     const past = seqs.reduce((s, q) => Math.max(s, q.start), 0);
     const logits = seqs.filter((q) => q.wantLogits).length;
-    return { tokens: nextPow2(Math.max(n, 1)), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: logitBucket(logits) };
+    return { tokens: tokenBucket(n), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: logitBucket(logits) };
   }
 
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {

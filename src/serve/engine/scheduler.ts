@@ -12,7 +12,7 @@
  *     requests are admitted in arrival order while the batch has room (`maxBatch`), the pool holds their
  *     uncached blocks (plus a 1% watermark) and the budget lasts. Prefill tokens per step are capped by
  *     `maxPrefillTokensPerStep`; while sequences are decoding, also by what the decodes leave of
- *     `maxBatchedTokens` (at least one block): a prompt then joins the running decodes in chunks that
+ *     `maxBatchedTokens` (at least 8 tokens): a prompt then joins the running decodes in chunks that
  *     keep each step near a decode step's duration, instead of stalling them for its whole length.
  *     Admission is strictly in order: a head request that does not fit blocks the ones behind it (no
  *     starvation of long prompts).
@@ -41,7 +41,7 @@ export interface SchedulerOptions {
   maxPrefillTokensPerStep: number;
   /**
    * While sequences are decoding, tokens per step (their decodes plus prefill) at most: prefill gets what
-   * the decodes leave, but at least one block's worth of tokens, so waiting requests always progress.
+   * the decodes leave, but at least 8 tokens, so waiting requests always progress.
    * Keeps a step that adds a prompt close to a decode step's duration, which bounds the inter-token
    * latency of the running streams. Unset: no bound beyond `maxPrefillTokensPerStep`.
    */
@@ -90,6 +90,8 @@ export interface StepReport {
 }
 
 const BUSY_WINDOW_MS = 5000;
+/** Prompt tokens a step computes at least while sequences decode (waiting requests always progress). */
+const MIN_PREFILL_CHUNK = 8;
 
 export class Scheduler {
   readonly blocks: BlockManager;
@@ -298,7 +300,7 @@ export class Scheduler {
     // 2. Prefill chunks: running sequences part-way through, then admissions in arrival order.
     let budget = this.opts.maxPrefillTokensPerStep;
     const batched = this.opts.maxBatchedTokens;
-    if (decodeTokens > 0 && batched !== undefined) budget = Math.min(budget, Math.max(this.model.blockSize, batched - decodeTokens));
+    if (decodeTokens > 0 && batched !== undefined) budget = Math.min(budget, Math.max(MIN_PREFILL_CHUNK, batched - decodeTokens));
     for (const s of this.running) {
       const pending = s.tokens.length - s.computed;
       if (pending <= 1 || budget <= 0) continue;

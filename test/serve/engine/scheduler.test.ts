@@ -110,17 +110,31 @@ function make(opts: { blockSize?: number; blocks?: number; maxBatch?: number; ma
 const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + 1) % V);
 
 describe('Scheduler', () => {
-  it('while sequences decode, a prompt joins in chunks of what maxBatchedTokens leaves (at least a block); alone, in prefill-budget chunks', () => {
-    const { sched, model, results, submit, drain } = make({ prefill: 32, batched: 10, blockSize: 4 });
+  it('while sequences decode, a prompt joins in chunks of what maxBatchedTokens leaves (at least 8 tokens); alone, in prefill-budget chunks', () => {
+    const { sched, model, results, submit, drain } = make({ prefill: 32, batched: 16, blockSize: 4 });
     for (let i = 0; i < 6; i++) submit(`d${i}`, prompt(3, i), 40);
     sched.step(); // six prompts of 3 tokens: 18 prefill tokens, nothing decoding yet
     expect(model.steps.at(-1)).toEqual({ seqs: 6, tokens: 18 });
     submit('long', prompt(30, 9), 5);
-    const r1 = sched.step()!; // 6 decodes leave 4 tokens (one block) of 10
-    expect([r1.decodeTokens, r1.prefillTokens]).toEqual([6, 4]);
+    const r1 = sched.step()!; // 6 decodes leave 10 tokens of 16
+    expect([r1.decodeTokens, r1.prefillTokens]).toEqual([6, 10]);
     for (let i = 0; i < 3; i++) submit(`e${i}`, prompt(2, 20 + i), 40);
-    const r2 = sched.step()!; // 7 running, 6 decode (long is mid-prompt): still one block
-    expect([r2.decodeTokens, r2.prefillTokens]).toEqual([6, 4]);
+    const r2 = sched.step()!; // 7 running, 6 decode (long is mid-prompt): 10 again, 10 of long's remaining 20
+    expect([r2.decodeTokens, r2.prefillTokens]).toEqual([6, 10]);
+    const r3 = sched.step()!; // long's last 10 tokens, then e0..e2 (2 each) admitted: over 10 → stops at budget
+    expect([r3.decodeTokens, r3.prefillTokens]).toEqual([6, 10]);
+    const r4 = sched.step()!; // 7 decode + e's leftovers; 16 - 7 = 9 ≥ the 8-token floor
+    expect(r4.decodeTokens).toBe(7);
+    expect(r4.prefillTokens).toBeLessThanOrEqual(9);
+    // With more decodes than the budget, prefill still gets the 8-token floor.
+    const busy = make({ prefill: 32, batched: 4, blockSize: 4 });
+    for (let i = 0; i < 6; i++) busy.submit(`d${i}`, prompt(2, i), 20);
+    busy.sched.step();
+    busy.submit('late', prompt(20, 3), 2);
+    const b1 = busy.sched.step()!;
+    expect([b1.decodeTokens, b1.prefillTokens]).toEqual([6, 8]);
+    busy.drain();
+    expect(busy.results.get('late')!.tokens).toEqual(reference(prompt(20, 3), 2));
     drain();
     for (const [id, r] of results) expect(r.tokens.length, id).toBe(id === 'long' ? 5 : 40);
     expect(results.get('long')!.tokens).toEqual(reference(prompt(30, 9), 5));
