@@ -78,6 +78,9 @@ export interface StepShape {
   logits: number;
 }
 
+/** Promotions of a bucket before it is compiled after all (see `bucketFor`). */
+export const PROMOTIONS_BEFORE_COMPILE = 16;
+
 function shapeKey(s: StepShape, shared: boolean): string {
   return `${shared ? 'chunk' : 'mixed'}:${s.tokens}x${s.past}x${s.logits}`;
 }
@@ -113,6 +116,8 @@ export class PagedLlama implements StepModel {
   /** Shape buckets seen so far (each compiled once). */
   readonly shapes = new Set<string>();
   private readonly compiled: { shape: StepShape; shared: boolean }[] = [];
+  /** Times each uncompiled bucket ran promoted. */
+  private readonly promotions = new Map<string, number>();
   /** Steps run in a larger compiled bucket instead of compiling their own. */
   promotedSteps = 0;
   /** The bucket compiled last (`mixed:NxMxS` or `chunk:NxMxS`). */
@@ -158,10 +163,14 @@ export class PagedLlama implements StepModel {
    * (at least as many token rows, past slots and logit rows; padding is masked) if that costs at most
    * 1.5x its own (4x for a step without decodes: only prompts wait for it), else its own (compiled now).
    * Compiling a new bucket takes seconds, which every running stream would wait for; a somewhat larger
-   * step does not stall them.
+   * step does not stall them. A bucket promoted this way more than `PROMOTIONS_BEFORE_COMPILE` times is
+   * common enough to repay its compilation, and is compiled on its next use.
    */
   private bucketFor(shape: StepShape, shared: boolean, decoding: boolean): StepShape {
-    if (this.shapes.has(shapeKey(shape, shared))) return shape;
+    const key = shapeKey(shape, shared);
+    if (this.shapes.has(key)) return shape;
+    const promoted = this.promotions.get(key) ?? 0;
+    if (promoted >= PROMOTIONS_BEFORE_COMPILE) return shape;
     const own = this.stepCost(shape);
     let best: StepShape | undefined;
     let bestCost = (decoding ? 1.5 : 4) * own;
@@ -173,6 +182,7 @@ export class PagedLlama implements StepModel {
     }
     if (!best) return shape;
     this.promotedSteps++;
+    this.promotions.set(key, promoted + 1);
     return best;
   }
 
