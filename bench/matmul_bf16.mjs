@@ -522,11 +522,11 @@ export function renderDocsSection(res, peak) {
   return [
     DOCS_BEGIN,
     '',
-    '## bf16 matmul (provisional)',
+    '## bf16 matmul',
     '',
-    `Command: \`${res.command}\` (${res.date}). This section is written by that script, not by \`bench/report.mjs\`; rerun the command to regenerate it (\`node bench/matmul_bf16.mjs --docs-only\` rewrites it from \`bench/results/matmul_bf16.json\`, e.g. after \`bash bench/run-all.sh\` has regenerated this page without it).`,
+    `Command: \`${res.command}\` (${res.date}). \`bench/report.mjs\` renders this section from \`bench/results/matmul_bf16.json\` too; \`node bench/matmul_bf16.mjs --docs-only\` rewrites only it.`,
     '',
-    "**Provisional**: Tessera's bf16 GEMM kernel is being reworked (from widening bf16 to f32 and running the f32 micro-kernel, which the f32 FMA peak bounds, to a vdpbf16ps dot-product kernel); the Tessera figures are those of the kernel in the working tree when the command ran (build and C-header notes below), so rerun the command after each kernel change. " +
+    "Tessera's bf16 products run on AVX-512 BF16's `vdpbf16ps` (src/runtime/cpu/csrc/GEMM.md), whose peak is twice the f32 FMA's; the figures are those of the kernel in the build recorded below. " +
       'Both sides compute C = A @ B on bf16 inputs with f32 accumulation and a bf16 result: Tessera `autocast({ dtype: \'bf16\' }, () => a.matmul(b)).realize()` on bf16 tensors realized on the `cpu` device (and its `jit` replay), PyTorch `torch.matmul` on `torch.bfloat16` tensors; the f32 columns are the same products in f32, for reference. Each (peer, n, threads) is its own process.',
     '',
     renderTables(res, peak),

@@ -5,6 +5,7 @@
  *
  *   node bench/report.mjs [--out docs/benchmarks.md]
  */
+import { renderDocsSection as renderBf16MatmulSection } from './matmul_bf16.mjs';
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { RESULTS_DIR, ROOT_DIR, fmt, parseArgs, readResult } from './lib/common.mjs';
@@ -660,6 +661,12 @@ trainMemorySection(readResult('train_memory.json'));
 
 // ---------------------------------------------------------------------------------------------------
 serveLoadSection(readResult('serve_load.json'));
+
+// ---------------------------------------------------------------------------------------------------
+{
+  const bf16 = readResult('matmul_bf16.json');
+  if (bf16) p(renderBf16MatmulSection(bf16, peak), '');
+}
 
 // ---------------------------------------------------------------------------------------------------
 p('## Caveats', '');

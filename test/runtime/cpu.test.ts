@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { usesGemmTemplate } from '../../src/codegen/render/c.js';
+import { renderKernelC, usesGemmTemplate } from '../../src/codegen/render/c.js';
 import { GPT } from '../../src/nn/gpt.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import { CompileError, compileShared, defaultCompilerConfig } from '../../src/runtime/cpu/compiler.js';
@@ -78,6 +78,26 @@ describe('cpu backend', () => {
         const { schedule } = planSchedule([out.node], getRuntime('cpu'));
         expect(schedule.kernels).toHaveLength(1);
         expect(usesGemmTemplate(lowerKernel(schedule.kernels[0]!))).toBe(true);
+      }
+      return out.dataSync();
+    });
+    expect(maxDiff(results[0]!, results[1]!)).toBeLessThan(1e-4);
+  });
+
+  it.each([
+    ['few rows against a weight stored row by row (skinny)', [3, 40, 70], [3, 90, 70], true, 'tessera_skinny_range'],
+    ['few rows against a row-major right operand (outer products)', [6, 2, 130], [6, 130, 77], false, 'tessera_rowb_range'],
+  ] as const)('batched products of %s take their path and match the interpreter', (_, aShape, bShape, transposeB, path) => {
+    const A = Float32Array.from({ length: aShape[0] * aShape[1] * aShape[2] }, (_, i) => Math.sin(i * 0.37));
+    const B = Float32Array.from({ length: bShape[0] * bShape[1] * bShape[2] }, (_, i) => Math.cos(i * 0.11));
+    const results = ['interp', 'cpu'].map((device) => {
+      const a = tensor(A, { shape: [...aShape], device });
+      const b = tensor(B, { shape: [...bShape], device });
+      const out = a.matmul(transposeB ? b.transpose(-1, -2) : b);
+      if (device === 'cpu') {
+        const { schedule } = planSchedule([out.node], getRuntime('cpu'));
+        expect(schedule.kernels).toHaveLength(1);
+        expect(renderKernelC(lowerKernel(schedule.kernels[0]!), 'k')).toContain(path);
       }
       return out.dataSync();
     });

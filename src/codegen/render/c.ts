@@ -14,7 +14,7 @@ import { coefOf, extentOf, flatten, globalNest, planGemm, substStmts } from '../
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 11;
+export const C_RENDERER_VERSION = 12;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -392,6 +392,8 @@ function work(stmts: readonly Stmt[]): number {
 const PARALLEL_MIN_WORK = 1 << 15;
 /** Most rows a product may have to take the skinny path (gemm.h TESSERA_SKINNY_MAX_M). */
 const SKINNY_MAX_M = 64;
+/** Most rows for the row-major right operand path (gemm.h TESSERA_ROWB_MAX_M). */
+const ROWB_MAX_M = 8;
 
 /** A generic kernel: loop nest with the leading global loops collapsed and split across threads. */
 function renderLoopKernel(ir: KernelIR, fn: string): string {
@@ -684,28 +686,33 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   out.push(`}`);
   }
   // Few rows against a weight stored row by row: the skinny path (gemm.h) reads each weight row once.
-  // Batched (attention over a few query rows per head): each task runs whole products.
+  // Few rows against a row-major right operand (attention probabilities against value rows): outer
+  // products (tessera_rowb_range). Batched (attention over a few query rows per head): each task runs
+  // whole products.
   const aRows = M <= SKINNY_MAX_M ? rowMajorOperand(ir, aStmts, g.a, 'mf', 'kf') : undefined;
   const bRows = aRows ? rowMajorOperand(ir, bStmts, g.b, 'nf', 'kf') : undefined;
-  if (aRows && bRows && aRows.dtype === 'f32' && bRows.dtype === 'f32') {
-    out.push(`static void ${fn}_skinny(void *cv, int64_t lo, int64_t hi) {`);
+  const bKN = aRows && !bRows && M <= ROWB_MAX_M ? rowMajorOperand(ir, bStmts, g.b, 'kf', 'nf') : undefined;
+  const rowPath = aRows?.dtype === 'f32' && bRows?.dtype === 'f32' ? { b: bRows, range: 'tessera_skinny_range' } : aRows?.dtype === 'f32' && bKN?.dtype === 'f32' ? { b: bKN, range: 'tessera_rowb_range' } : undefined;
+  if (aRows && rowPath) {
+    const rb = rowPath.b;
+    out.push(`static void ${fn}_rows(void *cv, int64_t lo, int64_t hi) {`);
     out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
-    out.push(`  tessera_skinny_range(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${bRows.param} + ${idx(bRows.base)}, ${bRows.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
+    out.push(`  ${rowPath.range}(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${rb.param} + ${idx(rb.base)}, ${rb.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
     out.push(`}`);
     const work = 2 * M * N * K;
     if (B === 1) {
       out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
       out.push(`  ${fn}_ctx c = { A, S, 0 };`);
-      out.push(work < PARALLEL_MIN_WORK * 8 ? `  ${fn}_skinny(&c, 0, ${N});` : `  T->parallel_for(${N}, ${fn}_skinny, &c);`);
+      out.push(work < PARALLEL_MIN_WORK * 8 ? `  ${fn}_rows(&c, 0, ${N});` : `  T->parallel_for(${N}, ${fn}_rows, &c);`);
     } else {
       out.push(`typedef struct { void *const *A; const uint32_t *S; } ${fn}_sctx;`);
-      out.push(`static void ${fn}_skinny_batch(void *cv, int64_t lo, int64_t hi) {`);
+      out.push(`static void ${fn}_rows_batch(void *cv, int64_t lo, int64_t hi) {`);
       out.push(`  const ${fn}_sctx *x = (const ${fn}_sctx *)cv;`);
-      out.push(`  for (int64_t bi = lo; bi < hi; bi++) { ${fn}_ctx c = { x->A, x->S, bi }; ${fn}_skinny(&c, 0, ${N}); }`);
+      out.push(`  for (int64_t bi = lo; bi < hi; bi++) { ${fn}_ctx c = { x->A, x->S, bi }; ${fn}_rows(&c, 0, ${N}); }`);
       out.push(`}`);
       out.push(`void ${fn}(void *const *A, const uint32_t *S) {`);
       out.push(`  ${fn}_sctx x = { A, S };`);
-      out.push(B * work < PARALLEL_MIN_WORK * 4 ? `  ${fn}_skinny_batch(&x, 0, ${B});` : `  T->parallel_for(${B}, ${fn}_skinny_batch, &x);`);
+      out.push(B * work < PARALLEL_MIN_WORK * 4 ? `  ${fn}_rows_batch(&x, 0, ${B});` : `  T->parallel_for(${B}, ${fn}_rows_batch, &x);`);
     }
     out.push(`}`);
     return out.join('\n');

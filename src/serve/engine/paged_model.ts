@@ -255,14 +255,14 @@ export class PagedLlama implements StepModel {
         sPast = qAll.matmul(pastK).reshape([KV, N, rep, M]).permute([1, 0, 2, 3]);
         attendPast = (p) => p.permute([1, 0, 2, 3]).reshape([KV, N * rep, M]).matmul(pastV).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       } else {
-        // Each token's own context rows, gathered into contiguous per-(token, KV head) matrices: keys
-        // [N, KV, M, hd] and values transposed, [N, KV, hd, M]. Both products then read rows of a stored
-        // matrix (the skinny GEMM path: the rep query rows of a head against M keys, then against hd
-        // value rows) instead of gathering inside a reduction.
+        // Each token's own context rows, gathered into contiguous per-(token, KV head) matrices
+        // [N, KV, M, hd]. Both products then read a stored matrix: the rep query rows of a head against M
+        // key rows (skinny GEMM path), then its rep probability rows against the M value rows (outer
+        // products over a row-major operand), instead of gathering inside a reduction.
         const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]).contiguous();
-        const pastVt = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 3, 1]).contiguous();
+        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]).contiguous();
         sPast = q.contiguous().matmul(pastK.transpose(-1, -2));
-        attendPast = (p) => p.contiguous().matmul(pastVt.transpose(-1, -2));
+        attendPast = (p) => p.contiguous().matmul(pastV);
       }
       // Stored once: inlined, the softmax (an exp per score) would be recomputed inside every product
       // that reads it, once per output column.

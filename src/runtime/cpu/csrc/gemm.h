@@ -535,6 +535,59 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
   }
 }
 
+/* ---------------------------------------------------------------- few rows, row-major right operand */
+/* C[m, n] = Σ_k A[m*lda + k] · B[k*ldb + n] for m < M (M <= TESSERA_ROWB_MAX_M), n in [n0, n1): a handful
+   of rows against a row-major B (attention probabilities against value rows). Outer products: each row
+   of B is read once per 64-column block and every vector of it feeds all rows of A; no packing, no
+   horizontal sums. */
+#define TESSERA_ROWB_MAX_M 8
+#define TESSERA_ROWB_NB 64
+
+static inline void tessera_rowb_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
+                                      int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+  float acc[TESSERA_ROWB_MAX_M * TESSERA_ROWB_NB] __attribute__((aligned(64)));
+  for (int64_t nb = n0; nb < n1; nb += TESSERA_ROWB_NB) {
+    const int nr = (int)(n1 - nb < TESSERA_ROWB_NB ? n1 - nb : TESSERA_ROWB_NB);
+    const float *b = B + nb;
+#if defined(__AVX512F__)
+    /* Up to four vectors of 16 columns; the last may be partial (masked loads: lanes past nr read 0). */
+    const int nv = (nr + 15) / 16;
+    __mmask16 mask[4];
+    for (int v = 0; v < 4; ++v) {
+      const int left = nr - 16 * v;
+      mask[v] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+    }
+    for (int m0 = 0; m0 < M; m0 += 4) {
+      const int mr = M - m0 < 4 ? M - m0 : 4;
+      __m512 s[4][4];
+      for (int r = 0; r < 4; ++r)
+        for (int v = 0; v < 4; ++v) s[r][v] = _mm512_setzero_ps();
+      const float *a = A + (size_t)m0 * lda;
+      for (int k = 0; k < K; ++k) {
+        const float *row = b + (size_t)k * ldb;
+        __m512 bv[4];
+        for (int v = 0; v < 4; ++v) bv[v] = v < nv ? _mm512_maskz_loadu_ps(mask[v], row + 16 * v) : _mm512_setzero_ps();
+        for (int r = 0; r < 4; ++r) {
+          if (r >= mr) break;
+          const __m512 x = _mm512_set1_ps(a[(size_t)r * lda + k]);
+          for (int v = 0; v < 4; ++v) s[r][v] = _mm512_fmadd_ps(x, bv[v], s[r][v]);
+        }
+      }
+      for (int r = 0; r < mr; ++r)
+        for (int v = 0; v < 4; ++v) _mm512_store_ps(acc + (m0 + r) * TESSERA_ROWB_NB + 16 * v, s[r][v]);
+    }
+#else
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < nr; ++c) {
+        float t = 0.0f;
+        for (int k = 0; k < K; ++k) t += A[(size_t)m * lda + k] * b[(size_t)k * ldb + c];
+        acc[m * TESSERA_ROWB_NB + c] = t;
+      }
+#endif
+    epi(ctx, 0, M, (int)nb, nr, acc, TESSERA_ROWB_NB);
+  }
+}
+
 static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {
   const tessera_gemm_rowmajor *p = (const tessera_gemm_rowmajor *)ctx;
   tessera_pack_a_rowmajor_ex(p->A, p->lda, m0, mc, k0, kc, dst);

@@ -258,6 +258,40 @@ static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
   free(A), free(W), free(At), free(Bt), free(C), free(count), free(R), free(mag);
 }
 
+/* C = A · B for a few rows of A and a row-major B (tessera_rowb_range). */
+static void test_rowb(int M, int N, int K, int64_t n0, int64_t n1) {
+  const int lda = K + 3, ldb = N + 5;
+  float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *B = (float *)malloc(sizeof(float) * ((size_t)K * ldb + 1));
+  float *At = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bt = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
+  float *C = (float *)malloc(sizeof(float) * ((size_t)M * N + 1));
+  int *count = (int *)calloc((size_t)M * N + 1, sizeof(int));
+  double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
+  for (size_t i = 0; i < (size_t)M * lda; ++i) A[i] = (i % lda) < (size_t)K ? frand() : NAN;
+  for (size_t i = 0; i < (size_t)K * ldb; ++i) B[i] = (i % ldb) < (size_t)N ? frand() : NAN;
+  for (int m = 0; m < M; ++m)
+    for (int k = 0; k < K; ++k) At[(size_t)m * K + k] = A[(size_t)m * lda + k];
+  for (int k = 0; k < K; ++k)
+    for (int n = 0; n < N; ++n) Bt[(size_t)k * N + n] = B[(size_t)k * ldb + n];
+  for (size_t i = 0; i < (size_t)M * N; ++i) C[i] = NAN;
+  reference(M, N, K, At, K, Bt, N, R);
+  magnitudes(M, N, K, At, K, Bt, N, mag);
+  skinny_ctx ctx = {C, count, N};
+  tessera_rowb_range(A, lda, B, ldb, M, K, n0, n1, skinny_store, &ctx);
+  int once = 1;
+  for (int m = 0; m < M; ++m)
+    for (int n = 0; n < N; ++n) {
+      const int in = n >= n0 && n < n1;
+      once &= count[(size_t)m * N + n] == in;
+      if (!in) C[(size_t)m * N + n] = (float)R[(size_t)m * N + n];
+    }
+  compare("rowb", M, N, K, 1, C, N, R, mag);
+  if (!once) {
+    ++failures;
+    fprintf(stderr, "FAIL rowb M=%d N=%d K=%d: an output was not stored exactly once\n", M, N, K);
+  }
+  free(A), free(B), free(At), free(Bt), free(C), free(count), free(R), free(mag);
+}
+
 /* ---------------------------------------------------------------- bf16 operands */
 /* Row-major bf16 A and B with both packer sets: the pair packers (used where TESSERA_GEMM_BF16) and the
    widening ones (used elsewhere). Either way the result is the f32-accumulated product of the bf16 values. */
@@ -389,6 +423,14 @@ int main(void) {
   test_skinny(TESSERA_SKINNY_MAX_M, 9, 1, 0, 9);
   test_skinny(5, 300, 513, 0, 300);
   test_skinny(16, 1000, 16, 250, 1000);
+  /* Few rows against a row-major B: every M up to the limit, N around the 16-column vectors and the
+     64-column blocks (masked tails), column ranges off the block boundaries, K = 1. */
+  for (int M = 1; M <= TESSERA_ROWB_MAX_M; ++M) {
+    test_rowb(M, 64, 128, 0, 64);
+    test_rowb(M, 77, 33, 5, 77);
+    test_rowb(M, 200, 1, 0, 200);
+  }
+  test_rowb(2, 15, 200, 0, 15);
 
   /* bf16 operands: odd K (a half-filled last pair), odd kc (rounded up to pairs), edges, threads. */
 #if defined(TESSERA_GEMM_BF16)
