@@ -14,6 +14,9 @@ export default defineConfig({
     testTimeout: 180_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Two test files at a time even on a 2-core machine (the default leaves one core idle): most files
+    // spend their time in the C compiler or in single-threaded JavaScript.
+    maxWorkers: 2,
     projects: [
       { extends: true, test: { name: 'interp', include: ['test/**/*.test.ts'], exclude: ['test/runtime/webgpu*.test.ts', '**/node_modules/**'] } },
       {
