@@ -79,7 +79,7 @@ export interface StepShape {
 }
 
 /** Promotions of a bucket before it is compiled after all (see `bucketFor`). */
-export const PROMOTIONS_BEFORE_COMPILE = 16;
+export const PROMOTIONS_BEFORE_COMPILE = 4;
 
 function shapeKey(s: StepShape, shared: boolean): string {
   return `${shared ? 'chunk' : 'mixed'}:${s.tokens}x${s.past}x${s.logits}`;
