@@ -55,12 +55,12 @@ import {
   runJsonChildQuiet,
   tesseraBuildInfo,
   writeResult,
+  checkMatmulFull,
 } from './lib/common.mjs';
 import { webgpuMatmulRatioTable, webgpuMatmulTable, webgpuMatmulLabel } from './lib/tables.mjs';
 import {
   adapterFacts,
   adapterLine,
-  checkMatmulFull,
   installWebGPU,
   timeGpu,
   webgpuChildEnv,

@@ -208,6 +208,47 @@ export function randomF32(len, seed = 1) {
 }
 
 /**
+ * Every entry of C = A @ B (row-major n x n) against float64 dot products: the largest absolute error
+ * and the largest error relative to that entry's sum of |a·b| (harmless under cancellation) over the
+ * finite entries, the largest error relative to the entry itself (floored at 1e-3 of its |a·b| sum: what a
+ * low-precision result's rounding is measured against), and the count of entries that are NaN or infinite.
+ */
+export function checkMatmulFull(A, B, C, n) {
+  let maxAbs = 0;
+  let maxRel = 0;
+  let maxValueRel = 0;
+  let nonFinite = 0;
+  const dot = new Float64Array(n);
+  const scale = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    dot.fill(0);
+    scale.fill(0);
+    for (let k = 0; k < n; k++) {
+      const a = A[i * n + k];
+      const row = k * n;
+      for (let j = 0; j < n; j++) {
+        const p = a * B[row + j];
+        dot[j] += p;
+        scale[j] += Math.abs(p);
+      }
+    }
+    for (let j = 0; j < n; j++) {
+      const e = Math.abs(C[i * n + j] - dot[j]);
+      if (!Number.isFinite(e)) {
+        nonFinite++;
+        continue;
+      }
+      if (e > maxAbs) maxAbs = e;
+      const r = e / Math.max(scale[j], 1e-30);
+      if (r > maxRel) maxRel = r;
+      const v = e / Math.max(Math.abs(dot[j]), 1e-3 * scale[j], 1e-30);
+      if (v > maxValueRel) maxValueRel = v;
+    }
+  }
+  return { max_abs_err: maxAbs, max_rel_err: maxRel, max_value_rel_err: maxValueRel, non_finite: nonFinite };
+}
+
+/**
  * Check a few entries of C = A @ B (row-major n x n) against float64 dot products. Returns the largest
  * relative error over the probes (relative to the row's |a|·|b| scale, so cancellation is harmless).
  */

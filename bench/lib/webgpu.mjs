@@ -180,39 +180,3 @@ export async function timeGpu(
   return { best: Math.min(...per), median: median(per), samples: per, inner };
 }
 
-/**
- * Every entry of C = A @ B (row-major n x n) against float64 dot products: the largest absolute error
- * and the largest error relative to that entry's sum of |a·b| (harmless under cancellation) over the
- * finite entries, and the count of entries that are NaN or infinite.
- */
-export function checkMatmulFull(A, B, C, n) {
-  let maxAbs = 0;
-  let maxRel = 0;
-  let nonFinite = 0;
-  const dot = new Float64Array(n);
-  const scale = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    dot.fill(0);
-    scale.fill(0);
-    for (let k = 0; k < n; k++) {
-      const a = A[i * n + k];
-      const row = k * n;
-      for (let j = 0; j < n; j++) {
-        const p = a * B[row + j];
-        dot[j] += p;
-        scale[j] += Math.abs(p);
-      }
-    }
-    for (let j = 0; j < n; j++) {
-      const e = Math.abs(C[i * n + j] - dot[j]);
-      if (!Number.isFinite(e)) {
-        nonFinite++;
-        continue;
-      }
-      if (e > maxAbs) maxAbs = e;
-      const r = e / Math.max(scale[j], 1e-30);
-      if (r > maxRel) maxRel = r;
-    }
-  }
-  return { max_abs_err: maxAbs, max_rel_err: maxRel, non_finite: nonFinite };
-}

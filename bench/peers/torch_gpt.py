@@ -34,13 +34,15 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onednn_capture import CaptureStdout  # noqa: E402
 
 
 class CausalSelfAttention(nn.Module):
@@ -143,26 +145,6 @@ def make_tokens(n_steps, length, vocab, seed):
             pair.append(a)
         out.append(pair)
     return out, checksum
-
-
-class CaptureStdout:
-    """Capture what C code writes to file descriptor 1 (oneDNN's verbose log goes to stdout)."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self.saved = os.dup(1)
-        self.tmp = tempfile.TemporaryFile(mode='w+b')
-        os.dup2(self.tmp.fileno(), 1)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stdout.flush()
-        os.dup2(self.saved, 1)
-        os.close(self.saved)
-        self.tmp.seek(0)
-        self.text = self.tmp.read().decode(errors='replace')
-        self.tmp.close()
-        return False
 
 
 @contextlib.contextmanager

@@ -27,10 +27,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onednn_capture import CaptureStdout  # noqa: E402
 from torch_matmul import openblas_core, time_it  # noqa: E402  (shared with the f32 peer, unchanged)
 
 
@@ -44,26 +44,6 @@ def random_f32(length, seed):
         x ^= (x << 5) & 0xFFFFFFFF
         out[i] = x / 2147483648 - 1
     return out
-
-
-class CaptureStdout:
-    """Capture what C code writes to file descriptor 1 (oneDNN's verbose log goes to stdout)."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self.saved = os.dup(1)
-        self.tmp = tempfile.TemporaryFile(mode='w+b')
-        os.dup2(self.tmp.fileno(), 1)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stdout.flush()
-        os.dup2(self.saved, 1)
-        os.close(self.saved)
-        self.tmp.seek(0)
-        self.text = self.tmp.read().decode(errors='replace')
-        self.tmp.close()
-        return False
 
 
 def onednn_verbose(fn):

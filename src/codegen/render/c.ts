@@ -466,6 +466,20 @@ function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, r
   return { param: st.expr.param, base, ld, dtype };
 }
 
+/**
+ * The start of a GEMM callback (packer, epilogue, row kernel) of kernel `fn`: its context, the kernel's
+ * buffers as `b0, b1, ...`, the scalars `S` and the batch index `bf` (each may go unused).
+ */
+function callbackPrologue(ir: KernelIR, fn: string): string[] {
+  return [
+    `  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`,
+    ...ir.params.map((p, i) => `  ${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`),
+    `  const uint32_t *S = c->S;`,
+    `  (void)c; (void)S;`,
+    `  const int64_t bf = c->batch; (void)bf;`,
+  ];
+}
+
 /** Whether an operand's value is a bf16 value widened to f32 (so its bf16 bits are exact). */
 function isBf16Value(stmts: readonly Stmt[], value: Operand): boolean {
   if (value.k !== 'ref') return false;
@@ -479,16 +493,11 @@ function isBf16Value(stmts: readonly Stmt[], value: Operand): boolean {
  * bf16 bits (exact: the value is a widened bf16).
  */
 function bf16PackFn(ir: KernelIR, fn: string, which: 'a' | 'b', stmts: readonly Stmt[], value: Operand, M: number, N: number): string {
-  const params = ir.params.map((p, i) => `  ${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`);
   const lines: string[] = [
     which === 'a'
       ? `static void ${fn}_pack_a_bf16(const void *cv, int m0, int mc, int k0, int kc, uint16_t *dst) {`
       : `static void ${fn}_pack_b_bf16(const void *cv, int k0, int kc, int n0, int nc, uint16_t *dst) {`,
-    `  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`,
-    ...params,
-    `  const uint32_t *S = c->S;`,
-    `  (void)c; (void)S;`,
-    `  const int64_t bf = c->batch; (void)bf;`,
+    ...callbackPrologue(ir, fn),
   ];
   const fast = rowMajorOperand(ir, stmts, value, which === 'a' ? 'mf' : 'kf', which === 'a' ? 'kf' : 'nf');
   if (fast && fast.dtype === 'bf16') {
@@ -504,23 +513,41 @@ function bf16PackFn(ir: KernelIR, fn: string, which: 'a' | 'b', stmts: readonly 
   const ctx: Ctx = { ir, lines: [], param: (i) => `b${i}` };
   stmtsC(ctx, stmts, '      ');
   const ops = ctx.lines.map((l) => '    ' + l);
-  const val = `f2bf((float)${operand(value, 'f32')})`;
-  lines.push(`  const int kp = (kc + 1) / 2;`);
+  lines.push(...genericPackLoops(which, 'bf16', ops, `(float)${operand(value, 'f32')}`, M, N));
+  lines.push(`}`);
+  return lines.join('\n');
+}
+
+/**
+ * Packing loops that evaluate an operand's statements (`ops`, defining `val`) per element: A row by row
+ * (the row's axes decomposed once, the k loop along contiguous memory), B k by k (the inner loop along n).
+ * `f32` panels are the driver's float layout; `bf16` panels hold k-pairs of 16-bit values (gemm.h,
+ * `tessera_gemm.pack_a_bf16`), the second half of an odd K's last pair a real zero.
+ */
+function genericPackLoops(which: 'a' | 'b', layout: 'f32' | 'bf16', ops: readonly string[], val: string, M: number, N: number): string[] {
+  const pairs = layout === 'bf16';
+  const [elem, zero, v] = pairs ? ['uint16_t', '0', `f2bf(${val})`] : ['float', '0.0f', val];
+  const lines: string[] = pairs ? [`  const int kp = (kc + 1) / 2;`] : [];
   if (which === 'a') {
+    // Element k of row r of panel p: d[at(k)] with d the row's start.
+    const at = (k: string) => (pairs ? `(int64_t)(${k} >> 1) * TESSERA_MR * 2 + (${k} & 1)` : `(int64_t)${k} * TESSERA_MR`);
     lines.push(`  for (int p = 0; p < (mc + TESSERA_MR - 1) / TESSERA_MR; p++) {`);
     lines.push(`    for (int r = 0; r < TESSERA_MR; r++) {`);
     lines.push(`      const int64_t mf = (int64_t)m0 + p * TESSERA_MR + r;`);
-    lines.push(`      uint16_t *d = dst + ((int64_t)p * kp * TESSERA_MR + r) * 2;`);
-    lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < 2 * kp; k++) d[(int64_t)(k >> 1) * TESSERA_MR * 2 + (k & 1)] = 0; continue; }`);
+    lines.push(pairs ? `      uint16_t *d = dst + ((int64_t)p * kp * TESSERA_MR + r) * 2;` : `      float *d = dst + (int64_t)p * kc * TESSERA_MR + r;`);
+    lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < ${pairs ? '2 * kp' : 'kc'}; k++) d[${at('k')}] = ${zero}; continue; }`);
     lines.push(`      for (int k = 0; k < kc; k++) {`);
     lines.push(`        const int64_t kf = (int64_t)k0 + k;`);
     lines.push(...ops.map((l) => '  ' + l));
-    lines.push(`        d[(int64_t)(k >> 1) * TESSERA_MR * 2 + (k & 1)] = ${val};`);
+    lines.push(`        d[${at('k')}] = ${v};`);
     lines.push(`      }`);
-    lines.push(`      if (kc & 1) d[(int64_t)(kc >> 1) * TESSERA_MR * 2 + 1] = 0;`);
+    if (pairs) lines.push(`      if (kc & 1) d[${at('kc')}] = 0;`);
     lines.push(`    }`);
     lines.push(`  }`);
   } else {
+    // Row k of panel p: d[step * q] for column q.
+    const row = (k: string) => (pairs ? `dst + ((int64_t)p * kp + (${k} >> 1)) * TESSERA_NR * 2 + (${k} & 1)` : `dst + ((int64_t)p * kc + ${k}) * TESSERA_NR`);
+    const col = pairs ? '2 * q' : 'q';
     lines.push(`  for (int p = 0; p < (nc + TESSERA_NR - 1) / TESSERA_NR; p++) {`);
     lines.push(`    const int64_t nb = (int64_t)n0 + p * TESSERA_NR;`);
     lines.push(`    int lim = TESSERA_NR;`);
@@ -528,20 +555,19 @@ function bf16PackFn(ir: KernelIR, fn: string, which: 'a' | 'b', stmts: readonly 
     lines.push(`    if (nb + lim > ${N}) lim = (int)(${N} - nb);`);
     lines.push(`    for (int k = 0; k < kc; k++) {`);
     lines.push(`      const int64_t kf = (int64_t)k0 + k;`);
-    lines.push(`      uint16_t *d = dst + ((int64_t)p * kp + (k >> 1)) * TESSERA_NR * 2 + (k & 1);`);
+    lines.push(`      ${elem} *d = ${row('k')};`);
     lines.push(`      int q = 0;`);
     lines.push(`      for (; q < lim; q++) {`);
     lines.push(`        const int64_t nf = nb + q;`);
     lines.push(...ops.map((l) => '  ' + l));
-    lines.push(`        d[2 * q] = ${val};`);
+    lines.push(`        d[${col}] = ${v};`);
     lines.push(`      }`);
-    lines.push(`      for (; q < TESSERA_NR; q++) d[2 * q] = 0;`);
+    lines.push(`      for (; q < TESSERA_NR; q++) d[${col}] = ${zero};`);
     lines.push(`    }`);
-    lines.push(`    if (kc & 1) { uint16_t *d = dst + ((int64_t)p * kp + (kc >> 1)) * TESSERA_NR * 2 + 1; for (int q = 0; q < TESSERA_NR; q++) d[2 * q] = 0; }`);
+    if (pairs) lines.push(`    if (kc & 1) { uint16_t *d = ${row('kc')}; for (int q = 0; q < TESSERA_NR; q++) d[${col}] = 0; }`);
     lines.push(`  }`);
   }
-  lines.push(`}`);
-  return lines.join('\n');
+  return lines;
 }
 
 function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
@@ -550,9 +576,6 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   const K = extentOf(g.k);
   const B = extentOf(g.batch);
   const out: string[] = [];
-  const params = (ind: string) =>
-    ir.params.map((p, i) => `${ind}${p.output ? '' : 'const '}${CTYPE[p.dtype]} *restrict b${i} = (${p.output ? '' : 'const '}${CTYPE[p.dtype]} *)c->A[${i}];`);
-  const batchDecls = (ind: string) => [`${ind}const int64_t bf = c->batch; (void)bf;`];
   out.push(`typedef struct { void *const *A; const uint32_t *S; int64_t batch; } ${fn}_ctx;`);
   // Every axis becomes a function of one flat index per role (mf, nf, kf, bf): after simplification the
   // operands' and the output's indices are affine in them wherever memory is contiguous.
@@ -576,7 +599,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
     } else {
       lines.push(`static void ${fn}_pack_b(const void *cv, int k0, int kc, int n0, int nc, float *dst) {`);
     }
-    lines.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), `  const uint32_t *S = c->S;`, `  (void)c; (void)S;`, ...batchDecls('  '));
+    lines.push(...callbackPrologue(ir, fn));
     const ops = ctx.lines.map((l) => '    ' + l);
     const val = `(float)${operand(value, 'f32')}`;
     const fast = rowMajorOperand(ir, stmts, value, which === 'a' ? 'mf' : 'kf', which === 'a' ? 'kf' : 'nf');
@@ -614,40 +637,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
       lines.push(`}`);
       return lines.join('\n');
     }
-    if (which === 'a') {
-      // Row by row: the row's axes are decomposed once, the k loop reads along contiguous memory.
-      lines.push(`  for (int p = 0; p < (mc + TESSERA_MR - 1) / TESSERA_MR; p++) {`);
-      lines.push(`    for (int r = 0; r < TESSERA_MR; r++) {`);
-      lines.push(`      const int64_t mf = (int64_t)m0 + p * TESSERA_MR + r;`);
-      lines.push(`      float *d = dst + (int64_t)p * kc * TESSERA_MR + r;`);
-      lines.push(`      if (mf >= (int64_t)m0 + mc || mf >= ${M}) { for (int k = 0; k < kc; k++) d[(int64_t)k * TESSERA_MR] = 0.0f; continue; }`);
-      lines.push(`      for (int k = 0; k < kc; k++) {`);
-      lines.push(`        const int64_t kf = (int64_t)k0 + k;`);
-      lines.push(...ops.map((l) => '  ' + l));
-      lines.push(`        d[(int64_t)k * TESSERA_MR] = ${val};`);
-      lines.push(`      }`);
-      lines.push(`    }`);
-      lines.push(`  }`);
-    } else {
-      // k by k: the inner loop runs along n, contiguous for row-major operands.
-      lines.push(`  for (int p = 0; p < (nc + TESSERA_NR - 1) / TESSERA_NR; p++) {`);
-      lines.push(`    const int64_t nb = (int64_t)n0 + p * TESSERA_NR;`);
-      lines.push(`    int lim = TESSERA_NR;`);
-      lines.push(`    if (nb + lim > (int64_t)n0 + nc) lim = (int)((int64_t)n0 + nc - nb);`);
-      lines.push(`    if (nb + lim > ${N}) lim = (int)(${N} - nb);`);
-      lines.push(`    for (int k = 0; k < kc; k++) {`);
-      lines.push(`      const int64_t kf = (int64_t)k0 + k;`);
-      lines.push(`      float *d = dst + ((int64_t)p * kc + k) * TESSERA_NR;`);
-      lines.push(`      int q = 0;`);
-      lines.push(`      for (; q < lim; q++) {`);
-      lines.push(`        const int64_t nf = nb + q;`);
-      lines.push(...ops.map((l) => '  ' + l));
-      lines.push(`        d[q] = ${val};`);
-      lines.push(`      }`);
-      lines.push(`      for (; q < TESSERA_NR; q++) d[q] = 0.0f;`);
-      lines.push(`    }`);
-      lines.push(`  }`);
-    }
+    lines.push(...genericPackLoops(which, 'f32', ops, val, M, N));
     lines.push(`}`);
     return lines.join('\n');
   };
@@ -666,7 +656,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   ctx.lines.push(`      const float v${g.accId} = acc[(int64_t)r * ldacc + q];`);
   stmtsC(ctx, post, '      ');
   out.push(`static void ${fn}_epilogue(const void *cv, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {`);
-  out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  const uint32_t *S = c->S;', '  (void)c; (void)S;', ...batchDecls('  '));
+  out.push(...callbackPrologue(ir, fn));
   const plainStore = pre.length === 0 && post.length === 1 && post[0]!.k === 'store' && post[0]!.value.k === 'ref' && post[0]!.value.id === g.accId && ir.params[0]!.dtype === 'f32';
   const ldc = plainStore ? coefOf((post[0] as Extract<Stmt, { k: 'store' }>).idx, 'mf') : undefined;
   if (plainStore && ldc !== undefined && ldc >= 1 && coefOf((post[0] as Extract<Stmt, { k: 'store' }>).idx, 'nf') === 1) {
@@ -696,7 +686,7 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   if (aRows && rowPath) {
     const rb = rowPath.b;
     out.push(`static void ${fn}_rows(void *cv, int64_t lo, int64_t hi) {`);
-    out.push(`  const ${fn}_ctx *c = (const ${fn}_ctx *)cv;`, ...params('  '), '  (void)c;', ...batchDecls('  '));
+    out.push(...callbackPrologue(ir, fn));
     out.push(`  ${rowPath.range}(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${rb.param} + ${idx(rb.base)}, ${rb.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
     out.push(`}`);
     const work = 2 * M * N * K;

@@ -2,7 +2,9 @@
    cc -O3 -march=native -pthread gemm_bench.c -o /tmp/gemm_bench && /tmp/gemm_bench
    Optional args: sizes (e.g. `/tmp/gemm_bench 1024 2048`). Env TESSERA_MC / TESSERA_KC / TESSERA_NC override
    the blocking (for tuning); TESSERA_REPS sets the number of timed runs per round and TESSERA_ROUNDS the
-   number of rounds (best of all is reported). */
+   number of rounds (best of all is reported). TESSERA_BENCH_BF16=1 times bf16 operands instead;
+   TESSERA_BENCH_SKINNY=1 times few-row products against a weight stored row by row (decode-sized
+   M = 1..64), the skinny path against the packed driver, on one thread. */
 #define _GNU_SOURCE
 #define TESSERA_GEMM_IMPLEMENTATION
 #include "gemm.h"
@@ -214,7 +216,60 @@ static void print_load(const char *when) {
   fclose(f);
 }
 
+/* ---------------------------------------------------------------- few rows (TESSERA_BENCH_SKINNY) */
+typedef struct {
+  const float *A, *W;
+  float *C;
+  int K, N;
+} skinny_bench_ctx;
+static void sb_pack_a(const void *v, int m0, int mc, int k0, int kc, float *dst) {
+  const skinny_bench_ctx *c = (const skinny_bench_ctx *)v;
+  tessera_pack_a_rowmajor_ex(c->A, c->K, m0, mc, k0, kc, dst);
+}
+static void sb_pack_b(const void *v, int k0, int kc, int n0, int nc, float *dst) {
+  const skinny_bench_ctx *c = (const skinny_bench_ctx *)v;
+  tessera_pack_b_colmajor(c->W, c->K, k0, kc, n0, nc, dst);
+}
+static void sb_store(const void *v, int m0, int mr, int n0, int nr, const float *acc, int ldacc) {
+  const skinny_bench_ctx *c = (const skinny_bench_ctx *)v;
+  for (int r = 0; r < mr; ++r) memcpy(c->C + (size_t)(m0 + r) * c->N + n0, acc + (size_t)r * ldacc, sizeof(float) * nr);
+}
+
+static int bench_skinny(void) {
+  const int shapes[][2] = {{1408, 512}, {512, 1408}, {32000, 512}}, Ms[] = {1, 4, 16, 32, 64};
+  const int reps = env_int("TESSERA_REPS", 7);
+  printf("few rows x weight rows (C = A Wt), 1 thread, best of %d: GFLOP/s skinny path | packed driver\n", reps);
+  for (int s = 0; s < 3; ++s) {
+    const int N = shapes[s][0], K = shapes[s][1];
+    float *A = (float *)aligned_alloc(64, sizeof(float) * 64 * K), *W = (float *)aligned_alloc(64, sizeof(float) * (size_t)N * K);
+    float *C = (float *)aligned_alloc(64, sizeof(float) * 64 * (size_t)N);
+    for (long i = 0; i < 64L * K; ++i) A[i] = (float)(i % 7) * 0.1f;
+    for (long i = 0; i < (long)N * K; ++i) W[i] = (float)(i % 5) * 0.1f;
+    for (int mi = 0; mi < 5; ++mi) {
+      const int M = Ms[mi];
+      skinny_bench_ctx c = {A, W, C, K, N};
+      tessera_gemm g = {M, N, K, sb_pack_a, sb_pack_b, sb_store, &c, 0, 0, 0};
+      double bs = 1e30, bd = 1e30;
+      for (int r = 0; r < reps; ++r) {
+        double t = now();
+        tessera_skinny_range(A, K, W, K, M, K, 0, N, sb_store, &c);
+        t = now() - t;
+        if (t < bs) bs = t;
+        t = now();
+        tessera_gemm_run(&g, 0, 1);
+        t = now() - t;
+        if (t < bd) bd = t;
+      }
+      const double f = 2.0 * M * N * K / 1e9;
+      printf("N=%5d K=%5d M=%2d: %6.1f | %6.1f\n", N, K, M, f / bs, f / bd);
+    }
+    free(A), free(W), free(C);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (env_int("TESSERA_BENCH_SKINNY", 0)) return bench_skinny();
   int sizes[16] = {256, 512, 1024, 2048}, ns = 4;
   if (argc > 1) {
     ns = 0;

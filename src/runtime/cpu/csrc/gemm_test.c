@@ -223,24 +223,30 @@ static void skinny_store(const void *v, int m0, int mr, int n0, int nr, const fl
     }
 }
 
-static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
-  const int lda = K + 5, ldw = K + 3; /* padded rows: the kernel must not read past K */
-  float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *W = (float *)malloc(sizeof(float) * ((size_t)N * ldw + 1));
+/* The unpacked few-row paths: `fn` computes C = A · B for columns [n0, n1), with B stored as W[n][k]
+   (`by_rows`: a weight read as Wᵀ, tessera_skinny_range) or as B[k][n] (tessera_rowb_range). Padding
+   past each stored row is NaN, so a read beyond K (or N) poisons the result. */
+typedef void (*rows_fn)(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0, int64_t n1,
+                        tessera_epilogue_fn epi, const void *ctx);
+
+static void test_rows(const char *what, rows_fn fn, int by_rows, int M, int N, int K, int64_t n0, int64_t n1) {
+  const int lda = K + 5, inner = by_rows ? K : N, outer = by_rows ? N : K, ldb = inner + 3;
+  float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *B = (float *)malloc(sizeof(float) * ((size_t)outer * ldb + 1));
   float *At = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bt = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
   float *C = (float *)malloc(sizeof(float) * ((size_t)M * N + 1));
   int *count = (int *)calloc((size_t)M * N + 1, sizeof(int));
   double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
   for (size_t i = 0; i < (size_t)M * lda; ++i) A[i] = (i % lda) < (size_t)K ? frand() : NAN;
-  for (size_t i = 0; i < (size_t)N * ldw; ++i) W[i] = (i % ldw) < (size_t)K ? frand() : NAN;
+  for (size_t i = 0; i < (size_t)outer * ldb; ++i) B[i] = (i % ldb) < (size_t)inner ? frand() : NAN;
   for (int m = 0; m < M; ++m)
     for (int k = 0; k < K; ++k) At[(size_t)m * K + k] = A[(size_t)m * lda + k];
-  for (int n = 0; n < N; ++n)
-    for (int k = 0; k < K; ++k) Bt[(size_t)k * N + n] = W[(size_t)n * ldw + k];
+  for (int k = 0; k < K; ++k)
+    for (int n = 0; n < N; ++n) Bt[(size_t)k * N + n] = by_rows ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
   for (size_t i = 0; i < (size_t)M * N; ++i) C[i] = NAN;
   reference(M, N, K, At, K, Bt, N, R);
   magnitudes(M, N, K, At, K, Bt, N, mag);
   skinny_ctx ctx = {C, count, N};
-  tessera_skinny_range(A, lda, W, ldw, M, K, n0, n1, skinny_store, &ctx);
+  fn(A, lda, B, ldb, M, K, n0, n1, skinny_store, &ctx);
   /* Only columns [n0, n1) are computed: compare those (others must be untouched). */
   int once = 1;
   for (int m = 0; m < M; ++m)
@@ -249,47 +255,21 @@ static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
       once &= count[(size_t)m * N + n] == in;
       if (!in) C[(size_t)m * N + n] = (float)R[(size_t)m * N + n];
     }
-  compare("skinny", M, N, K, 1, C, N, R, mag);
+  compare(what, M, N, K, 1, C, N, R, mag);
   if (!once) {
     ++failures;
-    fprintf(stderr, "FAIL skinny M=%d N=%d K=%d [%lld, %lld): an output was not stored exactly once\n", M, N, K,
+    fprintf(stderr, "FAIL %s M=%d N=%d K=%d [%lld, %lld): an output was not stored exactly once\n", what, M, N, K,
             (long long)n0, (long long)n1);
   }
-  free(A), free(W), free(At), free(Bt), free(C), free(count), free(R), free(mag);
+  free(A), free(B), free(At), free(Bt), free(C), free(count), free(R), free(mag);
 }
 
-/* C = A · B for a few rows of A and a row-major B (tessera_rowb_range). */
+static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
+  test_rows("skinny", tessera_skinny_range, 1, M, N, K, n0, n1);
+}
+
 static void test_rowb(int M, int N, int K, int64_t n0, int64_t n1) {
-  const int lda = K + 3, ldb = N + 5;
-  float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *B = (float *)malloc(sizeof(float) * ((size_t)K * ldb + 1));
-  float *At = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bt = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
-  float *C = (float *)malloc(sizeof(float) * ((size_t)M * N + 1));
-  int *count = (int *)calloc((size_t)M * N + 1, sizeof(int));
-  double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
-  for (size_t i = 0; i < (size_t)M * lda; ++i) A[i] = (i % lda) < (size_t)K ? frand() : NAN;
-  for (size_t i = 0; i < (size_t)K * ldb; ++i) B[i] = (i % ldb) < (size_t)N ? frand() : NAN;
-  for (int m = 0; m < M; ++m)
-    for (int k = 0; k < K; ++k) At[(size_t)m * K + k] = A[(size_t)m * lda + k];
-  for (int k = 0; k < K; ++k)
-    for (int n = 0; n < N; ++n) Bt[(size_t)k * N + n] = B[(size_t)k * ldb + n];
-  for (size_t i = 0; i < (size_t)M * N; ++i) C[i] = NAN;
-  reference(M, N, K, At, K, Bt, N, R);
-  magnitudes(M, N, K, At, K, Bt, N, mag);
-  skinny_ctx ctx = {C, count, N};
-  tessera_rowb_range(A, lda, B, ldb, M, K, n0, n1, skinny_store, &ctx);
-  int once = 1;
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      const int in = n >= n0 && n < n1;
-      once &= count[(size_t)m * N + n] == in;
-      if (!in) C[(size_t)m * N + n] = (float)R[(size_t)m * N + n];
-    }
-  compare("rowb", M, N, K, 1, C, N, R, mag);
-  if (!once) {
-    ++failures;
-    fprintf(stderr, "FAIL rowb M=%d N=%d K=%d: an output was not stored exactly once\n", M, N, K);
-  }
-  free(A), free(B), free(At), free(Bt), free(C), free(count), free(R), free(mag);
+  test_rows("rowb", tessera_rowb_range, 0, M, N, K, n0, n1);
 }
 
 /* ---------------------------------------------------------------- bf16 operands */
