@@ -4,7 +4,10 @@
    the blocking (for tuning); TESSERA_REPS sets the number of timed runs per round and TESSERA_ROUNDS the
    number of rounds (best of all is reported). TESSERA_BENCH_BF16=1 times bf16 operands instead;
    TESSERA_BENCH_SKINNY=1 times few-row products against a weight stored row by row (decode-sized
-   M = 1..64), the skinny path against the packed driver, on one thread. */
+   M = 1..64), the skinny path against the packed driver, on one thread; TESSERA_BENCH_SKINNY=2 times the
+   skinny path on 1 and 2 threads over 256 MB of 1408x512 weights cycled through, so that every weight
+   comes from DRAM as in a decode step (GFLOP/s, GB/s of weights, and ms per 225 MB: one step of the
+   56M-parameter serving benchmark model). */
 #define _GNU_SOURCE
 #define TESSERA_GEMM_IMPLEMENTATION
 #include "gemm.h"
@@ -268,7 +271,67 @@ static int bench_skinny(void) {
   return 0;
 }
 
+/* ---------------------------------------------------------------- few rows, weights from DRAM */
+typedef struct {
+  const float *A;
+  float **W;
+  float *C;
+  int nmat, N, K, M, t, T;
+  pthread_barrier_t *bar;
+} skinny_dram_arg;
+
+static void *skinny_dram_thread(void *v) {
+  const skinny_dram_arg *a = (const skinny_dram_arg *)v;
+  skinny_bench_ctx c = {a->A, NULL, a->C, a->K, a->N};
+  const int64_t per = (a->N / 4 + a->T - 1) / a->T * 4, n0 = a->t * per, n1 = n0 + per > a->N ? a->N : n0 + per;
+  for (int i = 0; i < a->nmat; ++i) {
+    tessera_skinny_range(a->A, a->K, a->W[i], a->K, a->M, a->K, n0, n1, sb_store, &c);
+    pthread_barrier_wait(a->bar); /* as the kernels of a step: one product after the other */
+  }
+  return NULL;
+}
+
+static int bench_skinny_dram(void) {
+  const int N = 1408, K = 512, Ms[] = {1, 4, 8, 16, 24, 32, 48, 64}, reps = env_int("TESSERA_REPS", 3);
+  const int nmat = (int)((256u << 20) / ((size_t)N * K * sizeof(float)));
+  float **W = (float **)malloc(sizeof(float *) * nmat);
+  for (int i = 0; i < nmat; ++i) {
+    W[i] = (float *)aligned_alloc(64, sizeof(float) * (size_t)N * K);
+    for (long j = 0; j < (long)N * K; ++j) W[i][j] = (float)(j % 5) * 0.1f;
+  }
+  float *A = (float *)aligned_alloc(64, sizeof(float) * 64 * K), *C = (float *)aligned_alloc(64, sizeof(float) * 64 * (size_t)N);
+  for (long i = 0; i < 64L * K; ++i) A[i] = (float)(i % 7) * 0.1f;
+  printf("few rows x weight rows from DRAM (%d weights of %dx%d, %.0f MB), best of %d\n", nmat, N, K, nmat * (double)N * K * 4 / 1e6, reps);
+  for (int T = 1; T <= 2; ++T)
+    for (int mi = 0; mi < 8; ++mi) {
+      const int M = Ms[mi];
+      double best = 1e30;
+      for (int r = 0; r < reps; ++r) {
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, (unsigned)T);
+        pthread_t th[2];
+        skinny_dram_arg a[2];
+        double t = now();
+        for (int i = 0; i < T; ++i) {
+          a[i] = (skinny_dram_arg){A, W, C, nmat, N, K, M, i, T, &bar};
+          pthread_create(&th[i], NULL, skinny_dram_thread, &a[i]);
+        }
+        for (int i = 0; i < T; ++i) pthread_join(th[i], NULL);
+        t = now() - t;
+        if (t < best) best = t;
+        pthread_barrier_destroy(&bar);
+      }
+      const double bytes = (double)nmat * N * K * 4, flops = 2.0 * M * N * K * nmat;
+      printf("threads=%d M=%2d: %6.1f GFLOP/s %5.1f GB/s %6.2f ms per 225 MB\n", T, M, flops / best / 1e9, bytes / best / 1e9,
+             best * 1e3 * 225e6 / bytes);
+    }
+  for (int i = 0; i < nmat; ++i) free(W[i]);
+  free(W), free(A), free(C);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  if (env_int("TESSERA_BENCH_SKINNY", 0) == 2) return bench_skinny_dram();
   if (env_int("TESSERA_BENCH_SKINNY", 0)) return bench_skinny();
   int sizes[16] = {256, 512, 1024, 2048}, ns = 4;
   if (argc > 1) {
