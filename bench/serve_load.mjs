@@ -8,8 +8,11 @@
  *                             [--threads 2] [--prompt-tokens 48] [--max-tokens 64] [--requests-per-stream 2]
  *                             [--min-requests 8] [--level-time-s 60] [--level-cap-s 150] [--budget-s 1500]
  *                             [--kv-cache-mb 256] [--max-prefill-tokens N] [--max-batched-tokens N] [--llama-kv f16] [--quiet-wait-s 30] [--busy-threshold 0.25]
- *                             [--out serve_load.json] [--merge] [--keep-dir]
+ *                             [--out serve_load.json] [--merge] [--keep-dir] [--trace DIR]
  *
+ * --trace DIR writes, per server and level, the measured requests' token arrival times
+ * (DIR/<server>-<N>.requests.json: wall-clock ms since the epoch) and, for Tessera, the engine's step
+ * trace (`tessera serve --step-trace`, DIR/<server>.steps.jsonl), to line client gaps up with steps.
  * --merge replaces only the servers measured now in an existing results file made with the same model
  * and request options (to rerun one server).
  *
@@ -51,7 +54,7 @@
  * and 4, 16 tokens per request, a few requests: to validate the harness (about a minute).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -263,7 +266,7 @@ function streamCompletion(base, { key, agent, body, inflight }) {
   return new Promise((resolve) => {
     const start = performance.now();
     const payload = JSON.stringify(body);
-    const out = { ok: false, status: 0, start, end: start, ttft_ms: null, gaps_ms: [], token_chunks: 0, completion_tokens: null, finish_reason: null, error: null };
+    const out = { ok: false, status: 0, start, end: start, ttft_ms: null, gaps_ms: [], token_at: [], token_chunks: 0, completion_tokens: null, finish_reason: null, error: null };
     let last;
     let done = false;
     const finish = (error) => {
@@ -297,6 +300,7 @@ function streamCompletion(base, { key, agent, body, inflight }) {
       }
       // A token chunk.
       out.token_chunks++;
+      out.token_at.push(performance.timeOrigin + now);
       if (last === undefined) out.ttft_ms = now - start;
       else out.gaps_ms.push(now - last);
       last = now;
@@ -420,6 +424,7 @@ function options() {
     quietWaitS: num(args['quiet-wait-s'], QUICK ? 0 : 30),
     busyThreshold: num(args['busy-threshold'], 0.25),
     config: QUICK ? QUICK_CONFIG : FULL_CONFIG,
+    trace: typeof args.trace === 'string' ? args.trace : undefined,
   };
 }
 
@@ -434,6 +439,7 @@ async function measureServer(name, o, ctx) {
     const argv = [CLI, 'serve', '--model', file, '--port', '0', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--max-batch', String(maxBatch), '--kv-cache-mb', String(o.kvCacheMb), '--model-id', 'bench'];
     if (o.maxPrefillTokens !== undefined) argv.push('--max-prefill-tokens', String(o.maxPrefillTokens));
     if (o.maxBatchedTokens !== undefined) argv.push('--max-batched-tokens', String(o.maxBatchedTokens));
+    if (o.trace) argv.push('--step-trace', join(o.trace, `${name}.steps.jsonl`));
     info.command = `TESSERA_THREADS=${o.threads} node dist/cli/main.js ${argv.slice(1).join(' ').replace(file, 'MODEL.gguf').replace(join(dir, 'ledger.db'), 'TMP.db')}`;
     return startChild(process.execPath, argv, { env, pattern: /serving '.*?' at (http:\/\/[^\s]+)\/v1/, logFile: join(dir, `${name}.log`), timeoutMs: o.startupTimeoutS * 1000 });
   };
@@ -484,6 +490,7 @@ async function measureServer(name, o, ctx) {
       const own1 = process.cpuUsage();
       const snap1 = cpuSnapshot();
       const s = summarize(results, o.maxTokens);
+      if (o.trace) writeFileSync(join(o.trace, `${name}-${N}.requests.json`), JSON.stringify(results.map((r) => ({ start: performance.timeOrigin + r.start, end: performance.timeOrigin + r.end, ok: r.ok, token_at: r.token_at }))));
       const serverCores = cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / secs : null;
       const clientCores = (own1.user - own0.user + own1.system - own0.system) / 1e6 / secs;
       // Other processes = all busy CPU minus this process (client) and the server child.
@@ -559,6 +566,7 @@ function goal(results) {
 
 async function main() {
   const o = options();
+  if (o.trace) mkdirSync(o.trace, { recursive: true });
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` at the repository root first`);
   console.log(`# Serving under load: ${o.servers.join(', ')} at ${o.levels.join(', ')} concurrent streams, ${o.threads} threads`);
   console.log(`model: random-weight Llama ${JSON.stringify(o.config)}; prompts ${o.promptTokens} tokens, max_tokens ${o.maxTokens}, greedy`);

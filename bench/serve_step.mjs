@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * One batched decode step of the serving engine's model (`PagedLlama` over a paged KV cache), timed at
- * 1, 4 and 16 sequences of one token each with a past of 100 tokens: what continuous batching can gain
- * per step before scheduling, HTTP and prefill enter (bench/serve_load.mjs measures those).
+ * 1, 4 and 16 sequences of one token each with a past of 100 tokens, and 16 of them with an 8-token
+ * prefill chunk (the common step under load): what continuous batching can gain per step before
+ * scheduling and HTTP enter (bench/serve_load.mjs measures those).
  *
  *   TESSERA_THREADS=2 node bench/serve_step.mjs [--profile]
  *
@@ -22,8 +23,16 @@ const model = new Llama({ vocabSize: 32000, dim: 512, nLayer: 8, nHead: 8, nKVHe
 const paged = new PagedLlama(model, { numBlocks: 512, blockSize: 16 });
 const REPS = 10;
 let single;
-for (const S of [1, 4, 16]) {
-  const seqs = Array.from({ length: S }, (_, i) => ({ tokens: [5], start: 100, blockTable: Array.from({ length: 8 }, (_, b) => i * 8 + b), wantLogits: true }));
+const decodes = (S) => Array.from({ length: S }, (_, i) => ({ tokens: [5], start: 100, blockTable: Array.from({ length: 8 }, (_, b) => i * 8 + b), wantLogits: true }));
+// A step of continuous batching under load: 16 decodes and an 8-token chunk of a 48-token prompt.
+const chunk = { tokens: Array.from({ length: 8 }, (_, i) => 7 + i), start: 16, blockTable: [200, 201, 202], wantLogits: false };
+const cases = [
+  ['1 sequence', decodes(1), 1],
+  ['4 sequences', decodes(4), 4],
+  ['16 sequences', decodes(16), 16],
+  ['16 + 8-token chunk', [...decodes(16), chunk], 16],
+];
+for (const [label, seqs, S] of cases) {
   for (let i = 0; i < 4; i++) paged.run(seqs);
   const times = new Map();
   let off;
@@ -35,11 +44,11 @@ for (const S of [1, 4, 16]) {
   for (let i = 0; i < REPS; i++) paged.run(seqs);
   const ms = (performance.now() - t0) / REPS;
   single ??= ms;
-  console.log(`${String(S).padStart(2)} sequences: ${ms.toFixed(1)} ms/step, ${((S * 1000) / ms).toFixed(0)} tok/s, ${((S * single) / ms).toFixed(2)}x one sequence's throughput`);
+  console.log(`${label.padStart(18)}: ${ms.toFixed(1)} ms/step, ${((S * 1000) / ms).toFixed(0)} tok/s, ${((S * single) / ms).toFixed(2)}x one sequence's throughput`);
   if (profile) {
     T.memory.setKernelProfiling(false);
     off();
-    for (const [name, t] of [...times].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`    ${(t / REPS).toFixed(2)} ms  ${name}`);
+    for (const [name, t] of [...times].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 8))) console.log(`    ${(t / REPS).toFixed(2)} ms  ${name}`);
   }
 }
 paged.dispose();

@@ -36,6 +36,7 @@ export function registerServeCommand(program: Command): void {
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, tokens (default: the context length)', positiveInt('--max-prompt-tokens'))
     .option('--max-tokens-default <n>', 'completion tokens when a request gives no max_tokens', positiveInt('--max-tokens-default'), 1024)
     .option('--max-n <n>', 'largest n (choices per request)', positiveInt('--max-n'), 8)
+    .option('--step-trace <file>', 'write one JSON line per engine step (end time, duration, batch, prefill and decode tokens) to this file')
     .option('--log-level <level>', 'request log level (fatal, error, warn, info, debug, silent)', 'info')
     .action(async (o) => {
       const server = await startServer({
@@ -50,6 +51,7 @@ export function registerServeCommand(program: Command): void {
         ...(o.maxPrefillTokens !== undefined ? { maxPrefillTokensPerStep: o.maxPrefillTokens } : {}),
         ...(o.maxBatchedTokens !== undefined ? { maxBatchedTokens: o.maxBatchedTokens } : {}),
         device: o.device,
+        ...(o.stepTrace !== undefined ? { stepTrace: o.stepTrace } : {}),
         ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
         limits: { maxTokensDefault: o.maxTokensDefault, maxN: o.maxN, ...(o.maxPromptTokens !== undefined ? { maxPromptTokens: o.maxPromptTokens } : {}) },
         logger: { level: o.logLevel },

@@ -45,6 +45,11 @@ export interface Runtime {
   write(mem: DeviceMemory, byteOffset: number, data: Uint8Array): void;
   /** Synchronous read; only on `synchronous` runtimes. */
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array;
+  /**
+   * Optional: a synchronous read into `dst` (its length is the byte count), for callers that read the
+   * same-sized result every step (a server's logits) without allocating and collecting a buffer each time.
+   */
+  readSyncInto?(mem: DeviceMemory, byteOffset: number, dst: Uint8Array): void;
   read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array>;
   /** Copy `bytes` bytes between two places in device memory (regions do not overlap). */
   copy(src: Binding, dst: Binding, bytes: number): void;

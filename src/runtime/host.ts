@@ -17,6 +17,9 @@ export const hostMemoryOps = {
   readSync(mem: DeviceMemory, byteOffset: number, bytes: number): Uint8Array {
     return new Uint8Array((mem as HostMemory).host.slice(byteOffset, byteOffset + bytes));
   },
+  readSyncInto(mem: DeviceMemory, byteOffset: number, dst: Uint8Array): void {
+    dst.set(new Uint8Array((mem as HostMemory).host, byteOffset, dst.byteLength));
+  },
   async read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array> {
     return hostMemoryOps.readSync(mem, byteOffset, bytes);
   },

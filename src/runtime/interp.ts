@@ -231,6 +231,7 @@ export class InterpRuntime implements Runtime {
   readonly write = hostMemoryOps.write;
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
+  readonly readSyncInto = hostMemoryOps.readSyncInto;
   readonly read = hostMemoryOps.read;
   compile(kernels: readonly KernelIR[]): CompiledKernel[] {
     return kernels.map((ir) => {

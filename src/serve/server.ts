@@ -42,6 +42,8 @@ export interface StartServerOptions {
   maxBatchedTokens?: number;
   /** Device of the model (default cpu). */
   device?: string;
+  /** Write one JSON line per engine step to this file (`--step-trace`). */
+  stepTrace?: string;
   /** The id clients pass as `model` (default: the GGUF's name). */
   modelId?: string;
   limits?: ServeLimits;
@@ -92,6 +94,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       ...(opts.maxPrefillTokensPerStep !== undefined ? { maxPrefillTokensPerStep: opts.maxPrefillTokensPerStep } : {}),
       ...(opts.maxBatchedTokens !== undefined ? { maxBatchedTokens: opts.maxBatchedTokens } : {}),
       ...(opts.modelId !== undefined ? { modelId: opts.modelId } : {}),
+      ...(opts.stepTrace !== undefined ? { stepTrace: opts.stepTrace } : {}),
     });
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, prefix: 'tessera_process_' });

@@ -158,6 +158,7 @@ export class CpuRuntime implements Runtime {
   readonly write = hostMemoryOps.write;
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
+  readonly readSyncInto = hostMemoryOps.readSyncInto;
   readonly read = hostMemoryOps.read;
 
   /** Compile every kernel not seen before in ONE compiler invocation; reuse the rest. */

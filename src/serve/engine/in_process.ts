@@ -9,6 +9,7 @@ import { EngineOverloadedError, type Engine, type EngineCallbacks, type EngineHa
 import { buildServingStack, resolveEngineOptions, warmUp, type EngineOptions } from './options.js';
 import type { PagedLlama } from './paged_model.js';
 import type { Scheduler, StepReport } from './scheduler.js';
+import { openStepTrace, type StepTrace } from './step_trace.js';
 
 /** Options of {@link createInProcessEngine}: those of `createEngine`, with a model object allowed. */
 export type InProcessEngineOptions = Omit<EngineOptions, 'model'> & {
@@ -30,6 +31,7 @@ export class InProcessEngine implements Engine {
     readonly scheduler: Scheduler,
     readonly paged: PagedLlama,
     private readonly stepHook?: (report: StepReport) => void,
+    private readonly trace?: StepTrace,
   ) {}
 
   /** Mark ready (the first step is compiled). */
@@ -89,6 +91,7 @@ export class InProcessEngine implements Engine {
       this.scheduler.endAll('error', `engine step failed: ${e instanceof Error ? e.message : String(e)}`);
     }
     if (report) {
+      this.trace?.write(report);
       this.stepHook?.(report);
       const { ms, prefillTokens, decodeTokens, batchSize, compiled, compiledShape } = report;
       for (const l of this.stepListeners) l({ ms, prefillTokens, decodeTokens, batchSize, compiled, ...(compiledShape ? { compiledShape } : {}) });
@@ -109,6 +112,7 @@ export class InProcessEngine implements Engine {
     this.scheduler.endAll('cancelled');
     for (const f of this.idle.splice(0)) f();
     this.paged.dispose();
+    this.trace?.close();
   }
 }
 
@@ -119,7 +123,7 @@ export class InProcessEngine implements Engine {
 export function createInProcessEngine(opts: InProcessEngineOptions): InProcessEngine {
   const resolved = resolveEngineOptions(opts);
   const stack = buildServingStack(opts.model, resolved);
-  const engine = new InProcessEngine(stack.info, stack.scheduler, stack.model, opts.onStep);
+  const engine = new InProcessEngine(stack.info, stack.scheduler, stack.model, opts.onStep, resolved.stepTrace !== undefined ? openStepTrace(resolved.stepTrace) : undefined);
   warmUp(stack.model);
   engine.markReady();
   return engine;

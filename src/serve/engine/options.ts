@@ -36,12 +36,14 @@ export interface EngineOptions {
   maxBatchedTokens?: number;
   /** The id clients pass as `model` (default: the GGUF's general.name, else the file name). */
   modelId?: string;
+  /** Write one JSON line per step to this file (see `step_trace.ts`); unset: no trace. */
+  stepTrace?: string;
 }
 
 /** Defaults of the optional {@link EngineOptions}. */
 export const ENGINE_DEFAULTS = { device: 'cpu', blockSize: 16, maxBatch: 64, maxWaiting: 256, maxPrefillTokensPerStep: 256, maxBatchedTokens: 24 } as const;
 
-export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'modelId' | 'model'>> & { modelId?: string };
+export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'modelId' | 'model' | 'stepTrace'>> & { modelId?: string; stepTrace?: string };
 
 /** Apply defaults and check every size. @throws ValueError naming the option. */
 export function resolveEngineOptions(o: Omit<EngineOptions, 'model'>): ResolvedEngineOptions {
@@ -54,6 +56,7 @@ export function resolveEngineOptions(o: Omit<EngineOptions, 'model'>): ResolvedE
     maxPrefillTokensPerStep: o.maxPrefillTokensPerStep ?? ENGINE_DEFAULTS.maxPrefillTokensPerStep,
     maxBatchedTokens: o.maxBatchedTokens ?? ENGINE_DEFAULTS.maxBatchedTokens,
     ...(o.modelId !== undefined ? { modelId: o.modelId } : {}),
+    ...(o.stepTrace !== undefined ? { stepTrace: o.stepTrace } : {}),
   };
   if (!(r.kvCacheBytes > 0)) throw new ValueError(`engine: kvCacheBytes must be a positive number of bytes, got ${o.kvCacheBytes}`);
   for (const k of ['blockSize', 'maxBatch', 'maxPrefillTokensPerStep', 'maxBatchedTokens'] as const) {

@@ -122,6 +122,15 @@ export class PagedLlama implements StepModel {
   promotedSteps = 0;
   /** The bucket compiled last (`mixed:NxMxS` or `chunk:NxMxS`). */
   lastCompiled: string | undefined;
+  /** The buckets the last `run` computed in. */
+  lastBuckets: string[] = [];
+  /**
+   * Host buffer the logits are read into, reused across steps (`logitsUsed` floats taken by this run):
+   * a fresh copy per step (2 MB for 16 rows of a 32k vocabulary) kept V8's collector running major GCs
+   * whose pauses and marking threads showed up as 2x slower steps.
+   */
+  private logitsHost = new Float32Array(0);
+  private logitsUsed = 0;
 
   constructor(
     readonly model: Llama,
@@ -292,6 +301,8 @@ export class PagedLlama implements StepModel {
   }
 
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {
+    this.lastBuckets = [];
+    this.logitsUsed = 0;
     if (seqs.length === 0) return [];
     const shape = this.shapeOf(seqs);
     if (shape.tokens * shape.past <= this.maxGatherRows || seqs.every((q) => q.tokens.length === 1)) return this.runGroup(seqs, false);
@@ -341,6 +352,7 @@ export class PagedLlama implements StepModel {
     // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
     for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
     const key = shapeKey(shape, shared);
+    this.lastBuckets.push(key);
     if (!this.shapes.has(key)) {
       this.compiled.push({ shape, shared });
       this.lastCompiled = key;
@@ -362,14 +374,28 @@ export class PagedLlama implements StepModel {
         copyRowsToSlots(rt, outs[1 + 2 * l]!.node.buffer.mem, this.kPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
         copyRowsToSlots(rt, outs[2 + 2 * l]!.node.buffer.mem, this.vPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
       }
-      const logits = outs[0]!.dataSync() as Float32Array;
       const V = this.vocabSize;
+      const logits = this.readLogits(rt, outs[0]!, li * V);
       let k = 0;
-      return seqs.map((s) => (s.wantLogits ? logits.slice(k * V, ++k * V) : undefined));
+      return seqs.map((s) => (s.wantLogits ? logits.subarray(k * V, ++k * V) : undefined));
     } finally {
       for (const t of inputs) t.dispose();
       for (const t of outs ?? []) t.dispose();
     }
+  }
+
+  /** The first `n` floats of `t` in host memory: a view of the reused buffer where the runtime can read into one. */
+  private readLogits(rt: ReturnType<typeof getRuntime>, t: Tensor, n: number): Float32Array {
+    if (!rt.readSyncInto || t.dtype !== 'f32') return (t.dataSync() as Float32Array).subarray(0, n);
+    if (this.logitsUsed + n > this.logitsHost.length) {
+      // Views handed out earlier in this run keep the old buffer alive; later runs use the new one.
+      this.logitsHost = new Float32Array(Math.max(n, 2 * this.logitsHost.length));
+      this.logitsUsed = 0;
+    }
+    const view = this.logitsHost.subarray(this.logitsUsed, this.logitsUsed + n);
+    this.logitsUsed += n;
+    rt.readSyncInto(t.node.buffer.mem, 0, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    return view;
   }
 
   /** Free the pools and the compiled steps. */

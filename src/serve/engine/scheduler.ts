@@ -87,6 +87,8 @@ export interface StepReport {
   compiled: boolean;
   /** Its name, when it did. */
   compiledShape?: string;
+  /** The shape buckets the model computed the step in (when the model reports them). */
+  buckets?: readonly string[];
 }
 
 const BUSY_WINDOW_MS = 5000;
@@ -360,7 +362,8 @@ export class Scheduler {
     this.recent.push({ end, ms, tokens: prefillTokens + decodeTokens });
     if (this.recent.length > 4096) this.recent = this.recent.filter((r) => r.end > end - BUSY_WINDOW_MS);
     const compiled = (this.model.compiledShapes ?? 0) > this.shapesBefore;
-    return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled, ...(compiled && this.model.lastCompiled ? { compiledShape: this.model.lastCompiled } : {}) };
+    const buckets = this.model.lastBuckets;
+    return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled, ...(compiled && this.model.lastCompiled ? { compiledShape: this.model.lastCompiled } : {}), ...(buckets ? { buckets: [...buckets] } : {}) };
   }
 
   /** Sample the next token of `s` and emit it, or end the sequence. */

@@ -29,13 +29,16 @@ export interface StepModel {
   readonly numBlocks: number;
   /**
    * Compute `seqs` in one step: write their tokens' keys and values into their slots and return, per
-   * sequence in order, the logits after its last token (`undefined` where `wantLogits` is false).
+   * sequence in order, the logits after its last token (`undefined` where `wantLogits` is false). The
+   * arrays may be views of a buffer the next `run` overwrites: copy what must outlive the step.
    */
   run(seqs: readonly StepSequence[]): (Float32Array | undefined)[];
   /** Shape buckets compiled so far (a step that raises it paid for a compilation). */
   readonly compiledShapes?: number;
   /** Name of the bucket compiled last. */
   readonly lastCompiled?: string;
+  /** The buckets the last `run` computed in (one per model call; a larger one when promoted). */
+  readonly lastBuckets?: readonly string[];
 }
 
 /** The pool slot of position `p` under `table`. */
