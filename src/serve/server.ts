@@ -15,8 +15,8 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { createEngine } from './engine/index.js';
 import { buildApp } from './http/app.js';
 import type { ServeLimits } from './http/context.js';
-import { defaultDbPath, loadPrices, RateLimiter, SqliteLedger } from './ledger/index.js';
-import type { Engine } from './types.js';
+import { defaultDbPath, loadPrices, RateLimiter, SqliteLedger, ThreadedLedger } from './ledger/index.js';
+import type { Engine, Ledger } from './types.js';
 
 /** Options of {@link startServer}. */
 export interface StartServerOptions {
@@ -80,7 +80,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Start serving `opts.model`. Resolves once the engine is ready and the port is listening. */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
-  const ledger = new SqliteLedger(opts.db ?? defaultDbPath(), opts.prices ? { prices: loadPrices(opts.prices) } : {});
+  const dbPath = opts.db ?? defaultDbPath();
+  const store = new SqliteLedger(dbPath, opts.prices ? { prices: loadPrices(opts.prices) } : {});
+  // Records commit on a thread of their own (durable writes must not stall token delivery); an
+  // in-memory database exists only on its one connection.
+  const ledger: Ledger = dbPath === ':memory:' ? store : new ThreadedLedger(store, dbPath);
   let engine: Engine | undefined;
   let app: FastifyInstance | undefined;
   try {
@@ -111,7 +115,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   } catch (e) {
     await app?.close();
     await engine?.close();
-    ledger.close();
+    await ledger.close();
     throw e;
   }
   const addr = app.server.address();
@@ -139,7 +143,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       liveApp.server.closeAllConnections();
       await appClosed;
       await liveEngine.close();
-      ledger.close();
+      await ledger.close();
     })());
 
   const onSignal = (signal: NodeJS.Signals) => {

@@ -205,9 +205,12 @@ export interface UsageSummaryRow {
 export interface Ledger {
   /** The principal for a presented key (compared by hash), or undefined for an unknown or revoked key. */
   authenticate(apiKey: string): Principal | undefined;
-  /** Write one usage record durably (one transaction; WAL). Idempotent on `requestId`. */
-  record(r: UsageRecord): void;
+  /**
+   * Write one usage record durably (one transaction; WAL). Idempotent on `requestId`. May return a
+   * promise (a writer thread): the record is durable once it resolves; a rejection means it failed.
+   */
+  record(r: UsageRecord): unknown;
   /** Usage in [from, to) epoch ms, for one tenant or (tenantId undefined) all tenants. */
   summary(q: { from: number; to: number; tenantId?: string }): UsageSummaryRow[];
-  close(): void;
+  close(): void | Promise<void>;
 }

@@ -124,7 +124,7 @@ export function createInProcessEngine(opts: InProcessEngineOptions): InProcessEn
   const resolved = resolveEngineOptions(opts);
   const stack = buildServingStack(opts.model, resolved);
   const engine = new InProcessEngine(stack.info, stack.scheduler, stack.model, opts.onStep, resolved.stepTrace !== undefined ? openStepTrace(resolved.stepTrace) : undefined);
-  warmUp(stack.model);
+  warmUp(stack.model, resolved);
   engine.markReady();
   return engine;
 }

@@ -9,7 +9,7 @@ import { loadGGUFModel } from '../../models/gguf.js';
 import { Llama } from '../../nn/llama.js';
 import { kvBlockBytes } from '../block_manager.js';
 import type { ServedModelInfo } from '../types.js';
-import { PagedLlama } from './paged_model.js';
+import { logitBucket, PagedLlama, tokenBucket } from './paged_model.js';
 import { Scheduler } from './scheduler.js';
 
 /** Options of `createEngine` (see the defaults in {@link ENGINE_DEFAULTS}). */
@@ -125,7 +125,15 @@ export function buildServingStack(model: string | Llama, opts: ResolvedEngineOpt
   return { info, model: paged, scheduler };
 }
 
-/** Compile the smallest step (one decode token) so the first request does not pay for it. */
-export function warmUp(model: PagedLlama): void {
+/**
+ * Compile the smallest step (one decode token) so the first request does not pay for it, and the
+ * prompt-only buckets that requests arriving together need (doubling token rows from 64 up to the
+ * prefill budget's bucket, one logit row per 16 tokens, the shortest past): without them the first step
+ * after an idle spell compiles whatever mix happened to arrive (seconds, with a cold kernel cache), and
+ * with them `bucketFor` promotes such a step into one of these (4x cost allowed when nothing decodes).
+ */
+export function warmUp(model: PagedLlama, opts: Pick<ResolvedEngineOptions, 'maxPrefillTokensPerStep' | 'maxBatch'>): void {
   model.run([{ tokens: [0], start: 0, blockTable: [0], wantLogits: true }]);
+  const top = tokenBucket(Math.min(opts.maxPrefillTokensPerStep, model.contextLength));
+  for (let n = 64; n <= top; n *= 2) model.precompile({ tokens: n, past: model.blockSize, logits: logitBucket(Math.min(opts.maxBatch, Math.ceil(n / 16))) });
 }

@@ -204,6 +204,43 @@ export class PagedLlama implements StepModel {
     return s.tokens * perToken + s.tokens * s.past * perSlot + s.logits * c.dim * c.vocabSize;
   }
 
+  /**
+   * Compile the mixed step for `shape` now (a jit trace and capture on placeholder inputs), so that no
+   * request waits for it and `bucketFor` can promote smaller steps into it. Writes nothing to the pools.
+   */
+  precompile(shape: StepShape): void {
+    const key = shapeKey(shape, false);
+    if (this.shapes.has(key)) return;
+    const { tokens: N, past: M, logits: S } = shape;
+    for (const [what, n] of [['tokens', N], ['past', M], ['logits', S]] as const) {
+      if (!(Number.isInteger(n) && n >= 1)) throw new ValueError(`PagedLlama.precompile: ${what} must be a positive integer, got ${n}`);
+    }
+    if (S > N) throw new ValueError(`PagedLlama.precompile: logit rows (${S}) exceed token rows (${N})`);
+    const W = M + N;
+    const mask = new Float32Array(N * W).fill(-Infinity);
+    for (let row = 0; row < N; row++) mask[row * W + M + row] = 0;
+    const dev = { device: this.device };
+    for (let pass = 0; pass < 2; pass++) {
+      // Two calls: the jit traces on the first and captures its replay on the second.
+      const inputs = [
+        tensor(new Int32Array(N), { ...dev, dtype: 'i32', shape: [N] }),
+        tensor(new Int32Array(N), { ...dev, dtype: 'i32', shape: [N] }),
+        tensor(new Int32Array(N * M), { ...dev, dtype: 'i32', shape: [N * M] }),
+        tensor(mask, { ...dev, shape: [N, W] }),
+        tensor(new Int32Array(S), { ...dev, dtype: 'i32', shape: [S] }),
+      ];
+      let outs: Tensor[] | undefined;
+      try {
+        outs = this.step(...inputs);
+      } finally {
+        for (const t of inputs) t.dispose();
+        for (const t of outs ?? []) t.dispose();
+      }
+    }
+    this.compiled.push({ shape, shared: false });
+    this.shapes.add(key);
+  }
+
   /** Shape buckets compiled so far. */
   get compiledShapes(): number {
     return this.shapes.size;

@@ -222,8 +222,8 @@ class Exchange {
     this.ctx.rateLimiter?.commit(this.request.principal!.tenant.id, tokens, this.ticket);
   }
 
-  /** Write the usage record, charge the rate limiter, update metrics and log. Throws if the ledger fails. */
-  record(o: GenerationOutcome, status: number, finishReason: FinishReason): void {
+  /** Write the usage record, charge the rate limiter, update metrics and log. Rejects if the ledger fails. */
+  async record(o: GenerationOutcome, status: number, finishReason: FinishReason): Promise<void> {
     const { ctx, request } = this;
     const principal = request.principal!;
     const durationMs = performance.now() - this.arrivedAt;
@@ -245,7 +245,7 @@ class Exchange {
     };
     try {
       // First: if the ledger fails, nothing below claims the request was served.
-      ctx.ledger.record(rec);
+      await ctx.ledger.record(rec);
     } finally {
       // The rate limiter's reservation is released either way.
       this.commitTokens(o.promptTokens + o.completionTokens);
@@ -332,7 +332,7 @@ async function handle(ctx: ServeContext, endpoint: Endpoint, request: FastifyReq
     // Choices the engine had accepted before refusing one were cancelled; record what they used.
     if (gen.submittedCount > 0) {
       const o = await gen.done;
-      ex.record(o, e instanceof ApiError ? e.status : 500, 'cancelled');
+      await ex.record(o, e instanceof ApiError ? e.status : 500, 'cancelled');
     } else ex.commitTokens(0);
     throw e;
   }
@@ -347,7 +347,7 @@ async function handle(ctx: ServeContext, endpoint: Endpoint, request: FastifyReq
     const o = await gen.done;
     const { status, finishReason } = ex.statusOf(o);
     try {
-      ex.record(o, status, finishReason);
+      await ex.record(o, status, finishReason);
     } catch (e) {
       request.log.error({ err: e, completionId: ex.id }, 'usage record failed');
       throw serverError('The completion finished but its usage could not be recorded; it is not billed.');
@@ -385,7 +385,7 @@ async function handle(ctx: ServeContext, endpoint: Endpoint, request: FastifyReq
     let { status, finishReason } = ex.statusOf(o);
     let failure: ApiError | undefined;
     try {
-      ex.record(o, status, finishReason);
+      await ex.record(o, status, finishReason);
     } catch (e) {
       request.log.error({ err: e, completionId: ex.id }, 'usage record failed');
       failure = serverError('The completion finished but its usage could not be recorded; it is not billed.');

@@ -38,4 +38,5 @@ export type { ModelPrice, PriceTable, TokenCounts } from './prices.js';
 export { billingReport, monthRange, formatBillingReport } from './billing.js';
 export type { BillingReport, TenantInvoice, InvoiceLine } from './billing.js';
 export { RateLimiter } from './rate_limit.js';
+export { LedgerWriterThread, ThreadedLedger } from './writer_thread.js';
 export type { RateLimitDecision, RateLimiterOptions } from './rate_limit.js';

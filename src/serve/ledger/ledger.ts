@@ -62,7 +62,8 @@ export function summarizeUsage(db: LedgerDatabase, prices: PriceTable, q: Summar
   });
 }
 
-function checkRecord(r: UsageRecord): void {
+/** Check a usage record's fields. @throws ValueError naming the first bad field. */
+export function checkRecord(r: UsageRecord): void {
   const bad = (what: string): never => {
     throw new ValueError(`usage record '${r.requestId}': ${what}`);
   };
@@ -90,7 +91,7 @@ function checkRecord(r: UsageRecord): void {
 
 // ON CONFLICT (request_id) DO NOTHING rather than INSERT OR IGNORE: both skip a repeated request id,
 // but OR IGNORE would also silently drop a row failing a CHECK or NOT NULL constraint.
-const INSERT_USAGE = `INSERT INTO usage (request_id, tenant_id, key_id, model, endpoint, prompt_tokens, completion_tokens, cached_tokens,
+export const INSERT_USAGE = `INSERT INTO usage (request_id, tenant_id, key_id, model, endpoint, prompt_tokens, completion_tokens, cached_tokens,
     status, finish_reason, started_at, duration_ms, ttft_ms)
   VALUES (@requestId, @tenantId, @keyId, @model, @endpoint, @promptTokens, @completionTokens, @cachedTokens,
     @status, @finishReason, @startedAt, @durationMs, @ttft)

@@ -112,4 +112,26 @@ describe('PagedLlama', () => {
     expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
     pm.dispose();
   });
+
+  it('a precompiled prompt bucket takes prompts arriving together without compiling, and leaves the pool alone', () => {
+    const m = tinyLlama();
+    const pm = new PagedLlama(m, { numBlocks: 16, blockSize: 4 });
+    const pool = pm.kPool[0]!.dataSync().slice();
+    pm.precompile({ tokens: 16, past: 4, logits: 4 });
+    expect(pm.compiledShapes).toBe(1);
+    expect(Array.from(pm.kPool[0]!.dataSync())).toEqual(Array.from(pool));
+    pm.precompile({ tokens: 16, past: 4, logits: 4 }); // known: nothing to do
+    expect(() => pm.precompile({ tokens: 2, past: 4, logits: 4 })).toThrow(/logit rows \(4\) exceed token rows \(2\)/);
+    const a = [3, 1, 4, 1, 5];
+    const b = [2, 7, 1];
+    // 8 tokens, 2 logit rows, no decodes: promoted into 16 x 4 x 4 (within 4x of its own cost).
+    const r = pm.run([
+      { tokens: a, start: 0, blockTable: [3, 4], wantLogits: true },
+      { tokens: b, start: 0, blockTable: [7], wantLogits: true },
+    ]);
+    expect([pm.compiledShapes, pm.promotedSteps, pm.lastBuckets]).toEqual([1, 1, ['mixed:16x4x4']]);
+    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a');
+    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b');
+    pm.dispose();
+  });
 });
