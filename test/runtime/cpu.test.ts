@@ -11,7 +11,7 @@ import { renderKernelC, usesGemmTemplate } from '../../src/codegen/render/c.js';
 import { GPT } from '../../src/nn/gpt.js';
 import { AdamW } from '../../src/optim/adamw.js';
 import { CompileError, compileShared, defaultCompilerConfig } from '../../src/runtime/cpu/compiler.js';
-import { getDefaultDevice, getRuntime, manualSeed, planSchedule, setDefaultDevice, tensor } from '../../src/index.js';
+import { gatherRows, getDefaultDevice, getRuntime, manualSeed, planSchedule, setDefaultDevice, tensor } from '../../src/index.js';
 import type { Tensor } from '../../src/index.js';
 import { lowerKernel } from '../../src/codegen/lower.js';
 
@@ -98,6 +98,32 @@ describe('cpu backend', () => {
         const { schedule } = planSchedule([out.node], getRuntime('cpu'));
         expect(schedule.kernels).toHaveLength(1);
         expect(renderKernelC(lowerKernel(schedule.kernels[0]!), 'k')).toContain(path);
+      }
+      return out.dataSync();
+    });
+    expect(maxDiff(results[0]!, results[1]!)).toBeLessThan(1e-4);
+  });
+
+  it.each([
+    ['keys: query rows against gathered key rows (skinny)', true, 'tessera_skinny_range_ex'],
+    ['values: probability rows against gathered value rows (outer products)', false, 'tessera_rowb_range_ex'],
+  ] as const)('attention over a paged pool reads its rows in place: %s, out-of-range slots read as zeros, matching the interpreter', (_, keys, path) => {
+    // [N, KV, rep, *] against rows of a [S, KV * hd] pool picked by slots [N * M] (as PagedLlama does).
+    const [N, KV, rep, hd, M, S] = [3, 2, 2, 24, 9, 40];
+    const pool = Float32Array.from({ length: S * KV * hd }, (_, i) => Math.sin(i * 0.13));
+    const slots = Int32Array.from({ length: N * M }, (_, i) => (i % 7 === 5 ? (i % 2 ? -1 : S) : (i * 11) % S));
+    const left = Float32Array.from({ length: N * KV * rep * (keys ? hd : M) }, (_, i) => Math.cos(i * 0.29));
+    const results = ['interp', 'cpu'].map((device) => {
+      const rows = gatherRows(tensor(pool, { shape: [S, KV * hd], device }), tensor(slots, { dtype: 'i32', shape: [N * M], device }));
+      const past = rows.reshape([N, M, KV, hd]).permute([0, 2, 1, 3]); // [N, KV, M, hd]
+      const a = tensor(left, { shape: [N, KV, rep, keys ? hd : M], device });
+      const out = keys ? a.matmul(past.transpose(-1, -2)) : a.matmul(past);
+      if (device === 'cpu') {
+        const { schedule } = planSchedule([out.node], getRuntime('cpu'));
+        expect(schedule.kernels).toHaveLength(1);
+        const src = renderKernelC(lowerKernel(schedule.kernels[0]!), 'k');
+        expect(src).toContain(path);
+        expect(src).toContain('tessera_row_index');
       }
       return out.dataSync();
     });

@@ -14,7 +14,7 @@ import { coefOf, extentOf, flatten, globalNest, planGemm, substStmts } from '../
  */
 
 /** Bump when the generated code changes meaning: part of the on-disk cache key. */
-export const C_RENDERER_VERSION = 12;
+export const C_RENDERER_VERSION = 13;
 
 const CTYPE: Record<DType, string> = {
   f32: 'float',
@@ -466,6 +466,31 @@ function rowMajorOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, r
   return { param: st.expr.param, base, ld, dtype };
 }
 
+/** gemm.h TESSERA_GATHER_MAX_K: the longest row a gathered operand's out-of-range index can read as zeros. */
+const GATHER_MAX_K = 4096;
+
+/**
+ * An f32 operand whose rows are gathered through an index (`gatherRows` of a paged KV cache, read by an
+ * attention product): element (row, col) is `table[index[idxBase + istride * row] * cols + colBase + col]`,
+ * zero where the index is outside [0, rows). The few-row paths read such rows in place
+ * (gemm.h `tessera_row_index`), so the gathered copy is never materialised.
+ */
+function gatheredRowOperand(ir: KernelIR, stmts: readonly Stmt[], value: Operand, row: string, col: string): { table: number; rows: number; cols: number; colBase: IExpr; index: number; idxBase: IExpr; istride: number } | undefined {
+  if (value.k !== 'ref' || stmts.length !== 2) return undefined;
+  const [ld, g] = stmts as [Stmt, Stmt];
+  if (ld.k !== 'let' || ld.expr.k !== 'load' || ld.expr.valid.length || ir.params[ld.expr.param]!.dtype !== 'i32') return undefined;
+  if (g.k !== 'let' || g.id !== value.id || g.expr.k !== 'gather' || g.expr.valid.length || g.expr.row.k !== 'ref' || g.expr.row.id !== ld.id) return undefined;
+  if (ir.params[g.expr.param]!.dtype !== 'f32') return undefined;
+  const zero = new Map([[row, iconst(0)], [col, iconst(0)]]);
+  const istride = coefOf(ld.expr.idx, row);
+  if (istride === undefined || istride < 1 || coefOf(ld.expr.idx, col) !== 0) return undefined;
+  const idxBase = substitute(ld.expr.idx, zero);
+  if (coefOf(g.expr.col, col) !== 1 || coefOf(g.expr.col, row) !== 0) return undefined;
+  const colBase = substitute(g.expr.col, zero);
+  for (const e of [idxBase, colBase]) if (vars(e).has(row) || vars(e).has(col)) return undefined;
+  return { table: g.expr.param, rows: g.expr.rows, cols: g.expr.cols, colBase, index: ld.expr.param, idxBase, istride };
+}
+
 /**
  * The start of a GEMM callback (packer, epilogue, row kernel) of kernel `fn`: its context, the kernel's
  * buffers as `b0, b1, ...`, the scalars `S` and the batch index `bf` (each may go unused).
@@ -682,12 +707,23 @@ function renderGemmKernel(ir: KernelIR, fn: string, g: GemmPlan): string {
   const aRows = M <= SKINNY_MAX_M ? rowMajorOperand(ir, aStmts, g.a, 'mf', 'kf') : undefined;
   const bRows = aRows ? rowMajorOperand(ir, bStmts, g.b, 'nf', 'kf') : undefined;
   const bKN = aRows && !bRows && M <= ROWB_MAX_M ? rowMajorOperand(ir, bStmts, g.b, 'kf', 'nf') : undefined;
+  // The right operand gathered (attention over a paged KV cache): the same paths, its rows read in place.
+  const gNK = aRows?.dtype === 'f32' && !bRows && !bKN && K <= GATHER_MAX_K ? gatheredRowOperand(ir, bStmts, g.b, 'nf', 'kf') : undefined;
+  const gKN = aRows?.dtype === 'f32' && !bRows && !bKN && !gNK && M <= ROWB_MAX_M && N <= GATHER_MAX_K ? gatheredRowOperand(ir, bStmts, g.b, 'kf', 'nf') : undefined;
   const rowPath = aRows?.dtype === 'f32' && bRows?.dtype === 'f32' ? { b: bRows, range: 'tessera_skinny_range' } : aRows?.dtype === 'f32' && bKN?.dtype === 'f32' ? { b: bKN, range: 'tessera_rowb_range' } : undefined;
-  if (aRows && rowPath) {
-    const rb = rowPath.b;
+  const gathered = gNK ? { g: gNK, range: 'tessera_skinny_range_ex' } : gKN ? { g: gKN, range: 'tessera_rowb_range_ex' } : undefined;
+  if (aRows && (rowPath || gathered)) {
     out.push(`static void ${fn}_rows(void *cv, int64_t lo, int64_t hi) {`);
     out.push(...callbackPrologue(ir, fn));
-    out.push(`  ${rowPath.range}(b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}, b${rb.param} + ${idx(rb.base)}, ${rb.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
+    const a = `b${aRows.param} + ${idx(aRows.base)}, ${aRows.ld}`;
+    if (rowPath) {
+      const rb = rowPath.b;
+      out.push(`  ${rowPath.range}(${a}, b${rb.param} + ${idx(rb.base)}, ${rb.ld}, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
+    } else {
+      const gr = gathered!.g;
+      out.push(`  const tessera_row_index ri = { b${gr.index} + ${idx(gr.idxBase)}, ${gr.istride}, ${gr.rows} };`);
+      out.push(`  ${gathered!.range}(${a}, b${gr.table} + ${idx(gr.colBase)}, ${gr.cols}, &ri, ${M}, ${K}, lo, hi, ${fn}_epilogue, cv);`);
+    }
     out.push(`}`);
     const work = 2 * M * N * K;
     if (B === 1) {

@@ -301,12 +301,12 @@ export class PagedLlama implements StepModel {
         sPast = qAll.matmul(pastK).reshape([KV, N, rep, M]).permute([1, 0, 2, 3]);
         attendPast = (p) => p.permute([1, 0, 2, 3]).reshape([KV, N * rep, M]).matmul(pastV).reshape([KV, N, rep, hd]).permute([1, 0, 2, 3]);
       } else {
-        // Each token's own context rows, gathered into contiguous per-(token, KV head) matrices
-        // [N, KV, M, hd]. Both products then read a stored matrix: the rep query rows of a head against M
-        // key rows (skinny GEMM path), then its rep probability rows against the M value rows (outer
-        // products over a row-major operand), instead of gathering inside a reduction.
-        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]).contiguous();
-        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]).contiguous();
+        // Each token's own context rows, read from the pool through its slots by the products themselves:
+        // the rep query rows of a head against M key rows (skinny GEMM path), then its rep probability rows
+        // against the M value rows (outer products), each pool row read in place (the C renderer's
+        // gathered-row operands) instead of copied into a [N, KV, M, hd] matrix first.
+        const pastK = gatherRows(this.kPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
+        const pastV = gatherRows(this.vPool[l]!, pastSlots).reshape([N, M, KV, hd]).permute([0, 2, 1, 3]);
         sPast = q.contiguous().matmul(pastK.transpose(-1, -2));
         attendPast = (p) => p.contiguous().matmul(pastV);
       }

@@ -409,7 +409,7 @@ static inline void tessera_skinny_prefetch_step(tessera_skinny_prefetch pf, int 
 
 /* out[r*ldo + c] = Σ_k A[r][k] · W[c][k] for r, c < 4: sixteen accumulators, so each vector loaded from
    A or W feeds four FMAs (8 loads per 16 FMAs) and the FMA latency is covered. */
-static inline void tessera_skinny_4x4(const float *a, int lda, const float *w, int ldw, int K, float *out, int ldo,
+static inline void tessera_skinny_4x4(const float *a, int lda, const float *const w[4], int ldw, int K, float *out, int ldo,
                                       tessera_skinny_prefetch pf) {
   __m512 s[4][4];
   for (int r = 0; r < 4; ++r)
@@ -417,8 +417,8 @@ static inline void tessera_skinny_4x4(const float *a, int lda, const float *w, i
   int k = 0;
   for (; k + 16 <= K; k += 16) {
     tessera_skinny_prefetch_step(pf, ldw, k);
-    __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + ldw + k);
-    __m512 w2 = _mm512_loadu_ps(w + 2 * (size_t)ldw + k), w3 = _mm512_loadu_ps(w + 3 * (size_t)ldw + k);
+    __m512 w0 = _mm512_loadu_ps(w[0] + k), w1 = _mm512_loadu_ps(w[1] + k);
+    __m512 w2 = _mm512_loadu_ps(w[2] + k), w3 = _mm512_loadu_ps(w[3] + k);
     TESSERA_IN_REGISTER(w0);
     TESSERA_IN_REGISTER(w1);
     TESSERA_IN_REGISTER(w2);
@@ -435,9 +435,8 @@ static inline void tessera_skinny_4x4(const float *a, int lda, const float *w, i
   }
   if (k < K) { /* masked tail: lanes past K read nothing and add zero */
     const __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
-    const __m512 w0 = _mm512_maskz_loadu_ps(m, w + k), w1 = _mm512_maskz_loadu_ps(m, w + ldw + k);
-    const __m512 w2 = _mm512_maskz_loadu_ps(m, w + 2 * (size_t)ldw + k);
-    const __m512 w3 = _mm512_maskz_loadu_ps(m, w + 3 * (size_t)ldw + k);
+    const __m512 w0 = _mm512_maskz_loadu_ps(m, w[0] + k), w1 = _mm512_maskz_loadu_ps(m, w[1] + k);
+    const __m512 w2 = _mm512_maskz_loadu_ps(m, w[2] + k), w3 = _mm512_maskz_loadu_ps(m, w[3] + k);
     for (int r = 0; r < 4; ++r) {
       const __m512 x = _mm512_maskz_loadu_ps(m, a + (size_t)r * lda + k);
       s[r][0] = _mm512_fmadd_ps(x, w0, s[r][0]);
@@ -450,34 +449,52 @@ static inline void tessera_skinny_4x4(const float *a, int lda, const float *w, i
 }
 
 /* One row of A against four weight rows (the M % 4 leftover rows). */
-static inline void tessera_skinny_1x4(const float *a, const float *w, int ldw, int K, float *out, tessera_skinny_prefetch pf) {
+static inline void tessera_skinny_1x4(const float *a, const float *const w[4], int ldw, int K, float *out, tessera_skinny_prefetch pf) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   int k = 0;
   for (; k + 16 <= K; k += 16) {
     tessera_skinny_prefetch_step(pf, ldw, k);
     __m512 x = _mm512_loadu_ps(a + k);
     TESSERA_IN_REGISTER(x);
-    s0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + k), s0);
-    s1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + ldw + k), s1);
-    s2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + 2 * (size_t)ldw + k), s2);
-    s3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + 3 * (size_t)ldw + k), s3);
+    s0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w[0] + k), s0);
+    s1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w[1] + k), s1);
+    s2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w[2] + k), s2);
+    s3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(w[3] + k), s3);
   }
   if (k < K) {
     const __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
     const __m512 x = _mm512_maskz_loadu_ps(m, a + k);
-    s0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + k), s0);
-    s1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + ldw + k), s1);
-    s2 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + 2 * (size_t)ldw + k), s2);
-    s3 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w + 3 * (size_t)ldw + k), s3);
+    s0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w[0] + k), s0);
+    s1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w[1] + k), s1);
+    s2 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w[2] + k), s2);
+    s3 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, w[3] + k), s3);
   }
   _mm_storeu_ps(out, tessera_hsum4(s0, s1, s2, s3));
 }
 #endif
 
+/* Rows of a gathered operand (a paged KV cache read through its slot table): row n of B is
+   B + idx[n * istride] * ldb, and a row whose index is outside [0, rows) reads as zeros (as the gather it
+   stands for), which needs K <= TESSERA_GATHER_MAX_K. idx NULL: row n is B + n * ldb. */
+#define TESSERA_GATHER_MAX_K 4096
+static const float tessera_zero_row[TESSERA_GATHER_MAX_K] __attribute__((aligned(64), unused));
+
+typedef struct {
+  const int32_t *idx;
+  int64_t istride, rows;
+} tessera_row_index;
+
+static inline const float *tessera_row_at(const float *B, int64_t ldb, const tessera_row_index *ri, int64_t n) {
+  if (!ri) return B + n * ldb;
+  const int64_t i = ri->idx[n * ri->istride];
+  return i >= 0 && i < ri->rows ? B + i * ldb : tessera_zero_row;
+}
+
 /* C[m, n] = Σ_k A[m*lda + k] · B[n*ldb + k] for m < M (M <= TESSERA_SKINNY_MAX_M), n in [n0, n1), handed
-   to `epi` in blocks of TESSERA_SKINNY_NB columns. */
-static inline void tessera_skinny_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
-                                        int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+   to `epi` in blocks of TESSERA_SKINNY_NB columns. With `ri`, the rows of B are gathered through it
+   (tessera_row_at). */
+static inline void tessera_skinny_range_ex(const float *A, int lda, const float *B, int64_t ldb, const tessera_row_index *ri,
+                                           int M, int K, int64_t n0, int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
   float acc[TESSERA_SKINNY_MAX_M * TESSERA_SKINNY_NB] __attribute__((aligned(64)));
   for (int64_t nb = n0; nb < n1; nb += TESSERA_SKINNY_NB) {
     const int nr = (int)(n1 - nb < TESSERA_SKINNY_NB ? n1 - nb : TESSERA_SKINNY_NB);
@@ -489,8 +506,10 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
        so the misses overlap the FMAs instead of queueing behind each other. */
     const int q4 = nr / 4 * 4, passes = (M + 3) / 4, per_pass = passes >= 4 ? 1 : (4 + passes - 1) / passes;
     for (q = 0; q < q4; q += 4) {
-      const float *w = B + (size_t)(nb + q) * ldb;
-      const float *ahead = nb + q + 12 <= n1 ? w + (size_t)8 * ldb : NULL;
+      const float *const w[4] = {tessera_row_at(B, ldb, ri, nb + q), tessera_row_at(B, ldb, ri, nb + q + 1),
+                                 tessera_row_at(B, ldb, ri, nb + q + 2), tessera_row_at(B, ldb, ri, nb + q + 3)};
+      /* Gathered rows are scattered: no software prefetch (there is no next row to stream towards). */
+      const float *ahead = !ri && nb + q + 12 <= n1 ? w[0] + (size_t)8 * ldb : NULL;
       for (int m = 0, pass = 0; m < M; m += 4, ++pass) {
         const int row0 = pass * per_pass, rows = row0 >= 4 ? 0 : (row0 + per_pass > 4 ? 4 - row0 : per_pass);
         const tessera_skinny_prefetch pf = {rows ? ahead : NULL, row0, rows};
@@ -509,7 +528,8 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
     /* Portable vectors: four weight rows at a time; each load of a row of A feeds four products, and the four pairs of
        accumulators are eight independent FMA chains (enough to cover the FMA latency). */
     for (; q + 4 <= nr; q += 4) {
-      const float *b0 = B + (size_t)(nb + q) * ldb, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
+      const float *b0 = tessera_row_at(B, ldb, ri, nb + q), *b1 = tessera_row_at(B, ldb, ri, nb + q + 1);
+      const float *b2 = tessera_row_at(B, ldb, ri, nb + q + 2), *b3 = tessera_row_at(B, ldb, ri, nb + q + 3);
       int m = 0;
       /* Two rows of A against the four weight rows: each weight vector loaded feeds two products
          (16 FMAs per 10 loads instead of 8 per 10). */
@@ -554,27 +574,32 @@ static inline void tessera_skinny_range(const float *A, int lda, const float *B,
     }
 #endif
     for (; q < nr; ++q) {
-      const float *b = B + (size_t)(nb + q) * ldb;
+      const float *b = tessera_row_at(B, ldb, ri, nb + q);
       for (int m = 0; m < M; ++m) acc[m * TESSERA_SKINNY_NB + q] = tessera_dot(A + (size_t)m * lda, b, K);
     }
     epi(ctx, 0, M, (int)nb, nr, acc, TESSERA_SKINNY_NB);
   }
 }
 
+static inline void tessera_skinny_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
+                                        int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+  tessera_skinny_range_ex(A, lda, B, ldb, NULL, M, K, n0, n1, epi, ctx);
+}
+
 /* ---------------------------------------------------------------- few rows, row-major right operand */
 /* C[m, n] = Σ_k A[m*lda + k] · B[k*ldb + n] for m < M (M <= TESSERA_ROWB_MAX_M), n in [n0, n1): a handful
    of rows against a row-major B (attention probabilities against value rows). Outer products: each row
    of B is read once per 64-column block and every vector of it feeds all rows of A; no packing, no
-   horizontal sums. */
+   horizontal sums. With `ri`, row k of B is gathered through it (tessera_row_at; needs
+   n1 <= TESSERA_GATHER_MAX_K). */
 #define TESSERA_ROWB_MAX_M 8
 #define TESSERA_ROWB_NB 64
 
-static inline void tessera_rowb_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
-                                      int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+static inline void tessera_rowb_range_ex(const float *A, int lda, const float *B, int64_t ldb, const tessera_row_index *ri,
+                                         int M, int K, int64_t n0, int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
   float acc[TESSERA_ROWB_MAX_M * TESSERA_ROWB_NB] __attribute__((aligned(64)));
   for (int64_t nb = n0; nb < n1; nb += TESSERA_ROWB_NB) {
     const int nr = (int)(n1 - nb < TESSERA_ROWB_NB ? n1 - nb : TESSERA_ROWB_NB);
-    const float *b = B + nb;
 #if defined(__AVX512F__)
     /* Up to four vectors of 16 columns; the last may be partial (masked loads: lanes past nr read 0). */
     const int nv = (nr + 15) / 16;
@@ -590,7 +615,7 @@ static inline void tessera_rowb_range(const float *A, int lda, const float *B, i
         for (int v = 0; v < 4; ++v) s[r][v] = _mm512_setzero_ps();
       const float *a = A + (size_t)m0 * lda;
       for (int k = 0; k < K; ++k) {
-        const float *row = b + (size_t)k * ldb;
+        const float *row = tessera_row_at(B, ldb, ri, k) + nb;
         __m512 bv[4];
         for (int v = 0; v < 4; ++v) bv[v] = v < nv ? _mm512_maskz_loadu_ps(mask[v], row + 16 * v) : _mm512_setzero_ps();
         for (int r = 0; r < 4; ++r) {
@@ -606,12 +631,17 @@ static inline void tessera_rowb_range(const float *A, int lda, const float *B, i
     for (int m = 0; m < M; ++m)
       for (int c = 0; c < nr; ++c) {
         float t = 0.0f;
-        for (int k = 0; k < K; ++k) t += A[(size_t)m * lda + k] * b[(size_t)k * ldb + c];
+        for (int k = 0; k < K; ++k) t += A[(size_t)m * lda + k] * tessera_row_at(B, ldb, ri, k)[nb + c];
         acc[m * TESSERA_ROWB_NB + c] = t;
       }
 #endif
     epi(ctx, 0, M, (int)nb, nr, acc, TESSERA_ROWB_NB);
   }
+}
+
+static inline void tessera_rowb_range(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0,
+                                      int64_t n1, tessera_epilogue_fn epi, const void *ctx) {
+  tessera_rowb_range_ex(A, lda, B, ldb, NULL, M, K, n0, n1, epi, ctx);
 }
 
 static inline void tessera_pack_a_rowmajor(const void *ctx, int m0, int mc, int k0, int kc, float *dst) {

@@ -224,12 +224,14 @@ static void skinny_store(const void *v, int m0, int mr, int n0, int nr, const fl
 }
 
 /* The unpacked few-row paths: `fn` computes C = A · B for columns [n0, n1), with B stored as W[n][k]
-   (`by_rows`: a weight read as Wᵀ, tessera_skinny_range) or as B[k][n] (tessera_rowb_range). Padding
-   past each stored row is NaN, so a read beyond K (or N) poisons the result. */
-typedef void (*rows_fn)(const float *A, int lda, const float *B, int ldb, int M, int K, int64_t n0, int64_t n1,
-                        tessera_epilogue_fn epi, const void *ctx);
+   (`by_rows`: a weight read as Wᵀ, tessera_skinny_range_ex) or as B[k][n] (tessera_rowb_range_ex). Padding
+   past each stored row is NaN, so a read beyond K (or N) poisons the result. `gathered`: B's rows are
+   scattered over a larger pool (rows of NaN in between) and read through an index with a stride of 2,
+   where every seventh index is out of range (-1 or the pool's size): those rows read as zeros. */
+typedef void (*rows_fn)(const float *A, int lda, const float *B, int64_t ldb, const tessera_row_index *ri, int M, int K,
+                        int64_t n0, int64_t n1, tessera_epilogue_fn epi, const void *ctx);
 
-static void test_rows(const char *what, rows_fn fn, int by_rows, int M, int N, int K, int64_t n0, int64_t n1) {
+static void test_rows(const char *what, rows_fn fn, int by_rows, int gathered, int M, int N, int K, int64_t n0, int64_t n1) {
   const int lda = K + 5, inner = by_rows ? K : N, outer = by_rows ? N : K, ldb = inner + 3;
   float *A = (float *)malloc(sizeof(float) * ((size_t)M * lda + 1)), *B = (float *)malloc(sizeof(float) * ((size_t)outer * ldb + 1));
   float *At = (float *)malloc(sizeof(float) * ((size_t)M * K + 1)), *Bt = (float *)malloc(sizeof(float) * ((size_t)K * N + 1));
@@ -238,6 +240,20 @@ static void test_rows(const char *what, rows_fn fn, int by_rows, int M, int N, i
   double *R = (double *)malloc(sizeof(double) * ((size_t)M * N + 1)), *mag = (double *)malloc(sizeof(double) * ((size_t)M * N + 1));
   for (size_t i = 0; i < (size_t)M * lda; ++i) A[i] = (i % lda) < (size_t)K ? frand() : NAN;
   for (size_t i = 0; i < (size_t)outer * ldb; ++i) B[i] = (i % ldb) < (size_t)inner ? frand() : NAN;
+  /* The gathered layout: logical row j at pool row pool_rows - 1 - 2j (reversed, NaN rows between). */
+  const int64_t pool_rows = 2 * (int64_t)outer + 1;
+  int32_t *idx = (int32_t *)malloc(sizeof(int32_t) * (2 * (size_t)outer + 1));
+  float *P = (float *)malloc(sizeof(float) * ((size_t)pool_rows * ldb + 1));
+  for (size_t i = 0; i < (size_t)pool_rows * ldb; ++i) P[i] = NAN;
+  for (int j = 0; j < outer; ++j) {
+    const int invalid = gathered && j % 7 == 3;
+    idx[2 * j] = invalid ? (j % 2 ? -1 : (int32_t)pool_rows) : (int32_t)(pool_rows - 1 - 2 * j);
+    idx[2 * j + 1] = -99; /* between strided entries: never read */
+    if (invalid)
+      for (int i = 0; i < inner; ++i) B[(size_t)j * ldb + i] = 0.0f;
+    else
+      memcpy(P + (size_t)(pool_rows - 1 - 2 * j) * ldb, B + (size_t)j * ldb, sizeof(float) * (size_t)ldb);
+  }
   for (int m = 0; m < M; ++m)
     for (int k = 0; k < K; ++k) At[(size_t)m * K + k] = A[(size_t)m * lda + k];
   for (int k = 0; k < K; ++k)
@@ -246,7 +262,9 @@ static void test_rows(const char *what, rows_fn fn, int by_rows, int M, int N, i
   reference(M, N, K, At, K, Bt, N, R);
   magnitudes(M, N, K, At, K, Bt, N, mag);
   skinny_ctx ctx = {C, count, N};
-  fn(A, lda, B, ldb, M, K, n0, n1, skinny_store, &ctx);
+  const tessera_row_index ri = {idx, 2, pool_rows};
+  if (gathered) fn(A, lda, P, ldb, &ri, M, K, n0, n1, skinny_store, &ctx);
+  else fn(A, lda, B, ldb, NULL, M, K, n0, n1, skinny_store, &ctx);
   /* Only columns [n0, n1) are computed: compare those (others must be untouched). */
   int once = 1;
   for (int m = 0; m < M; ++m)
@@ -261,15 +279,17 @@ static void test_rows(const char *what, rows_fn fn, int by_rows, int M, int N, i
     fprintf(stderr, "FAIL %s M=%d N=%d K=%d [%lld, %lld): an output was not stored exactly once\n", what, M, N, K,
             (long long)n0, (long long)n1);
   }
-  free(A), free(B), free(At), free(Bt), free(C), free(count), free(R), free(mag);
+  free(A), free(B), free(At), free(Bt), free(C), free(count), free(R), free(mag), free(idx), free(P);
 }
 
 static void test_skinny(int M, int N, int K, int64_t n0, int64_t n1) {
-  test_rows("skinny", tessera_skinny_range, 1, M, N, K, n0, n1);
+  test_rows("skinny", tessera_skinny_range_ex, 1, 0, M, N, K, n0, n1);
+  test_rows("skinny gathered", tessera_skinny_range_ex, 1, 1, M, N, K, n0, n1);
 }
 
 static void test_rowb(int M, int N, int K, int64_t n0, int64_t n1) {
-  test_rows("rowb", tessera_rowb_range, 0, M, N, K, n0, n1);
+  test_rows("rowb", tessera_rowb_range_ex, 0, 0, M, N, K, n0, n1);
+  test_rows("rowb gathered", tessera_rowb_range_ex, 0, 1, M, N, K, n0, n1);
 }
 
 /* ---------------------------------------------------------------- bf16 operands */
