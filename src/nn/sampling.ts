@@ -59,18 +59,38 @@ export function sampleToken(
   previous?: Iterable<number>,
 ): number {
   const V = logits.length;
-  const x = Float64Array.from(logits as ArrayLike<number>);
-  if (o.repetitionPenalty !== 1 && previous) {
-    for (const t of new Set(previous)) {
-      if (t < 0 || t >= V) continue;
-      x[t] = x[t]! > 0 ? x[t]! / o.repetitionPenalty : x[t]! * o.repetitionPenalty;
-    }
-  }
+  const penalised = o.repetitionPenalty !== 1 && previous ? new Set([...previous].filter((t) => t >= 0 && t < V)) : undefined;
+  const rp = o.repetitionPenalty;
   if (o.temperature === 0) {
+    // Greedy reads the row in place: a serving step samples every running sequence, and a copy of each
+    // 32k-entry row was most of the engine's garbage.
+    const value = (i: number) => {
+      const v = logits[i]!;
+      return penalised?.has(i) ? (v > 0 ? v / rp : v * rp) : v;
+    };
     let best = 0;
-    for (let i = 1; i < V; i++) if (x[i]! > x[best]!) best = i;
+    let bestV = value(0);
+    if (penalised?.size) {
+      for (let i = 1; i < V; i++) {
+        const v = value(i);
+        if (v > bestV) {
+          best = i;
+          bestV = v;
+        }
+      }
+    } else {
+      for (let i = 1; i < V; i++) {
+        const v = logits[i]!;
+        if (v > bestV) {
+          best = i;
+          bestV = v;
+        }
+      }
+    }
     return best;
   }
+  const x = logits instanceof Float32Array || logits instanceof Float64Array ? new Float64Array(logits) : Float64Array.from(logits as ArrayLike<number>);
+  for (const t of penalised ?? []) x[t] = x[t]! > 0 ? x[t]! / rp : x[t]! * rp;
   // Candidates sorted by logit, most likely first.
   let ids = Array.from({ length: V }, (_, i) => i).filter((i) => x[i] !== -Infinity && !Number.isNaN(x[i]!));
   if (ids.length === 0) return 0;

@@ -53,6 +53,11 @@ export interface Runtime {
   read(mem: DeviceMemory, byteOffset: number, bytes: number): Promise<Uint8Array>;
   /** Copy `bytes` bytes between two places in device memory (regions do not overlap). */
   copy(src: Binding, dst: Binding, bytes: number): void;
+  /**
+   * Optional: copy rows 0..rows.length-1 of `src` (each `rowBytes` long) to rows `rows[i]` of `dst` in
+   * one call (a server writing each step's new keys and values into their cache slots).
+   */
+  scatterRows?(src: DeviceMemory, dst: DeviceMemory, rows: readonly number[], rowBytes: number): void;
   compile(kernels: readonly KernelIR[]): CompiledKernel[];
   /** `args[i]` binds `kernel.ir.params[i]`; `scalars` holds the kernel's u32 launch scalars. */
   launch(kernel: CompiledKernel, args: readonly Binding[], scalars?: Uint32Array): void;

@@ -232,6 +232,7 @@ export class InterpRuntime implements Runtime {
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
   readonly readSyncInto = hostMemoryOps.readSyncInto;
+  readonly scatterRows = hostMemoryOps.scatterRows;
   readonly read = hostMemoryOps.read;
   compile(kernels: readonly KernelIR[]): CompiledKernel[] {
     return kernels.map((ir) => {

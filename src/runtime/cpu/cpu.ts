@@ -159,6 +159,7 @@ export class CpuRuntime implements Runtime {
   readonly copy = hostMemoryOps.copy;
   readonly readSync = hostMemoryOps.readSync;
   readonly readSyncInto = hostMemoryOps.readSyncInto;
+  readonly scatterRows = hostMemoryOps.scatterRows;
   readonly read = hostMemoryOps.read;
 
   /** Compile every kernel not seen before in ONE compiler invocation; reuse the rest. */

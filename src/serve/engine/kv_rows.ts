@@ -9,6 +9,7 @@ import type { DeviceMemory, Runtime } from '../../runtime/device.js';
  */
 export function copyRowsToSlots(rt: Runtime, src: DeviceMemory, pool: DeviceMemory, slots: readonly number[], width: number): void {
   const rowBytes = width * 4;
+  if (rt.scatterRows) return rt.scatterRows(src, pool, slots, rowBytes);
   let n = 0;
   while (n < slots.length) {
     let run = 1;
