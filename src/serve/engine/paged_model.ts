@@ -78,8 +78,14 @@ export interface StepShape {
   logits: number;
 }
 
-/** Promotions of a bucket before it is compiled after all (see `bucketFor`). */
+/** Promotions of a prompt-only bucket before it is compiled after all (see `bucketFor`). */
 export const PROMOTIONS_BEFORE_COMPILE = 4;
+/**
+ * Promotions of a bucket with decodes before it is compiled: a compilation stalls every running stream
+ * for two steps (trace, then capture: 50-100 ms with a warm kernel cache, seconds without), where a
+ * promoted step costs at most 1.5x; only a shape this frequent repays the stall.
+ */
+export const PROMOTIONS_BEFORE_COMPILE_DECODING = 64;
 
 function shapeKey(s: StepShape, shared: boolean): string {
   return `${shared ? 'chunk' : 'mixed'}:${s.tokens}x${s.past}x${s.logits}`;
@@ -172,14 +178,15 @@ export class PagedLlama implements StepModel {
    * (at least as many token rows, past slots and logit rows; padding is masked) if that costs at most
    * 1.5x its own (4x for a step without decodes: only prompts wait for it), else its own (compiled now).
    * Compiling a new bucket takes seconds, which every running stream would wait for; a somewhat larger
-   * step does not stall them. A bucket promoted this way more than `PROMOTIONS_BEFORE_COMPILE` times is
-   * common enough to repay its compilation, and is compiled on its next use.
+   * step does not stall them. A bucket promoted this way `PROMOTIONS_BEFORE_COMPILE` times
+   * (`PROMOTIONS_BEFORE_COMPILE_DECODING` when sequences decode in it) is common enough to repay its
+   * compilation, and is compiled on its next use.
    */
   private bucketFor(shape: StepShape, shared: boolean, decoding: boolean): StepShape {
     const key = shapeKey(shape, shared);
     if (this.shapes.has(key)) return shape;
     const promoted = this.promotions.get(key) ?? 0;
-    if (promoted >= PROMOTIONS_BEFORE_COMPILE) return shape;
+    if (promoted >= (decoding ? PROMOTIONS_BEFORE_COMPILE_DECODING : PROMOTIONS_BEFORE_COMPILE)) return shape;
     const own = this.stepCost(shape);
     let best: StepShape | undefined;
     let bestCost = (decoding ? 1.5 : 4) * own;

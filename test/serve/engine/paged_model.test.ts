@@ -7,7 +7,7 @@ import '../../../src/runtime/node_devices.js';
 import { manualSeed, tensor } from '../../../src/index.js';
 import { Llama } from '../../../src/nn/llama.js';
 import { setDefaultDevice } from '../../../src/runtime/registry.js';
-import { PagedLlama, PROMOTIONS_BEFORE_COMPILE } from '../../../src/serve/engine/paged_model.js';
+import { PagedLlama, PROMOTIONS_BEFORE_COMPILE, PROMOTIONS_BEFORE_COMPILE_DECODING } from '../../../src/serve/engine/paged_model.js';
 import { expectClose } from '../../helpers/check.js';
 
 setDefaultDevice('cpu');
@@ -95,14 +95,15 @@ describe('PagedLlama', () => {
     // One decode (1 x 8 x 1): 2 x 16 x 2 would double its token rows, over 1.5x: it compiles its own.
     pm.run([{ tokens: [9], start: 5, blockTable: [3, 4], wantLogits: true }]);
     expect([pm.compiledShapes, pm.promotedSteps, pm.lastCompiled]).toEqual([4, 2, 'mixed:1x8x1']);
-    // A promoted bucket that keeps coming back is compiled after PROMOTIONS_BEFORE_COMPILE promotions.
-    for (let i = 1; i < PROMOTIONS_BEFORE_COMPILE; i++) {
+    // A promoted bucket that keeps coming back is compiled after PROMOTIONS_BEFORE_COMPILE_DECODING
+    // promotions (these steps decode; a prompt-only one would compile after PROMOTIONS_BEFORE_COMPILE).
+    for (let i = 1; i < PROMOTIONS_BEFORE_COMPILE_DECODING; i++) {
       pm.run([
         { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
         { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
       ]);
     }
-    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([4, 1 + PROMOTIONS_BEFORE_COMPILE]);
+    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([4, 1 + PROMOTIONS_BEFORE_COMPILE_DECODING]);
     pm.run([
       { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
       { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
@@ -132,6 +133,15 @@ describe('PagedLlama', () => {
     expect([pm.compiledShapes, pm.promotedSteps, pm.lastBuckets]).toEqual([1, 1, ['mixed:16x4x4']]);
     expectClose(Array.from(r[0]!), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a');
     expectClose(Array.from(r[1]!), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b');
+    // Prompt-only steps compile their own bucket sooner (nobody is decoding to be stalled).
+    const again = () => pm.run([
+      { tokens: a, start: 0, blockTable: [3, 4], wantLogits: true },
+      { tokens: b, start: 0, blockTable: [7], wantLogits: true },
+    ]);
+    for (let i = 1; i < PROMOTIONS_BEFORE_COMPILE; i++) again();
+    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([1, PROMOTIONS_BEFORE_COMPILE]);
+    again();
+    expect([pm.compiledShapes, pm.lastBuckets]).toEqual([2, ['mixed:8x4x2']]);
     pm.dispose();
   });
 });
