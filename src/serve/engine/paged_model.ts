@@ -81,11 +81,13 @@ export interface StepShape {
 /** Promotions of a prompt-only bucket before it is compiled after all (see `bucketFor`). */
 export const PROMOTIONS_BEFORE_COMPILE = 4;
 /**
- * Promotions of a bucket with decodes before it is compiled: a compilation stalls every running stream
- * for two steps (trace, then capture: 50-100 ms with a warm kernel cache, seconds without), where a
- * promoted step costs at most 1.5x; only a shape this frequent repays the stall.
+ * A bucket with decodes is compiled once its promoted steps have cost this many of its own steps extra
+ * (the rent-or-buy rule): compiling stalls every running stream for two slow steps (trace, then capture,
+ * together about this many ordinary steps with a warm kernel cache), while a promoted step costs at most
+ * 1.5x its own. A full decode batch padded into a larger bucket is compiled after a dozen steps; a past
+ * padded by a few slots practically never.
  */
-export const PROMOTIONS_BEFORE_COMPILE_DECODING = 64;
+export const PROMOTION_EXTRA_BEFORE_COMPILE = 6;
 
 function shapeKey(s: StepShape, shared: boolean): string {
   return `${shared ? 'chunk' : 'mixed'}:${s.tokens}x${s.past}x${s.logits}`;
@@ -122,8 +124,10 @@ export class PagedLlama implements StepModel {
   /** Shape buckets seen so far (each compiled once). */
   readonly shapes = new Set<string>();
   private readonly compiled: { shape: StepShape; shared: boolean }[] = [];
-  /** Times each uncompiled bucket ran promoted. */
+  /** Times each uncompiled prompt-only bucket ran promoted. */
   private readonly promotions = new Map<string, number>();
+  /** Extra cost, in its own steps, each uncompiled bucket with decodes has paid running promoted. */
+  private readonly promotionExtra = new Map<string, number>();
   /** Steps run in a larger compiled bucket instead of compiling their own. */
   promotedSteps = 0;
   /** The bucket compiled last (`mixed:NxMxS` or `chunk:NxMxS`). */
@@ -178,15 +182,16 @@ export class PagedLlama implements StepModel {
    * (at least as many token rows, past slots and logit rows; padding is masked) if that costs at most
    * 1.5x its own (4x for a step without decodes: only prompts wait for it), else its own (compiled now).
    * Compiling a new bucket takes seconds, which every running stream would wait for; a somewhat larger
-   * step does not stall them. A bucket promoted this way `PROMOTIONS_BEFORE_COMPILE` times
-   * (`PROMOTIONS_BEFORE_COMPILE_DECODING` when sequences decode in it) is common enough to repay its
-   * compilation, and is compiled on its next use.
+   * step does not stall them. A prompt-only bucket promoted `PROMOTIONS_BEFORE_COMPILE` times, or one
+   * with decodes whose promotions have cost `PROMOTION_EXTRA_BEFORE_COMPILE` of its own steps extra, has
+   * shown it repays its compilation, and is compiled on its next use.
    */
   private bucketFor(shape: StepShape, shared: boolean, decoding: boolean): StepShape {
     const key = shapeKey(shape, shared);
     if (this.shapes.has(key)) return shape;
     const promoted = this.promotions.get(key) ?? 0;
-    if (promoted >= (decoding ? PROMOTIONS_BEFORE_COMPILE_DECODING : PROMOTIONS_BEFORE_COMPILE)) return shape;
+    const extra = this.promotionExtra.get(key) ?? 0;
+    if (decoding ? extra >= PROMOTION_EXTRA_BEFORE_COMPILE : promoted >= PROMOTIONS_BEFORE_COMPILE) return shape;
     const own = this.stepCost(shape);
     let best: StepShape | undefined;
     let bestCost = (decoding ? 1.5 : 4) * own;
@@ -198,7 +203,8 @@ export class PagedLlama implements StepModel {
     }
     if (!best) return shape;
     this.promotedSteps++;
-    this.promotions.set(key, promoted + 1);
+    if (decoding) this.promotionExtra.set(key, extra + bestCost / own - 1);
+    else this.promotions.set(key, promoted + 1);
     return best;
   }
 

@@ -7,7 +7,7 @@ import '../../../src/runtime/node_devices.js';
 import { manualSeed, tensor } from '../../../src/index.js';
 import { Llama } from '../../../src/nn/llama.js';
 import { setDefaultDevice } from '../../../src/runtime/registry.js';
-import { PagedLlama, PROMOTIONS_BEFORE_COMPILE, PROMOTIONS_BEFORE_COMPILE_DECODING } from '../../../src/serve/engine/paged_model.js';
+import { PagedLlama, PROMOTION_EXTRA_BEFORE_COMPILE, PROMOTIONS_BEFORE_COMPILE } from '../../../src/serve/engine/paged_model.js';
 import { expectClose } from '../../helpers/check.js';
 
 setDefaultDevice('cpu');
@@ -95,20 +95,25 @@ describe('PagedLlama', () => {
     // One decode (1 x 8 x 1): 2 x 16 x 2 would double its token rows, over 1.5x: it compiles its own.
     pm.run([{ tokens: [9], start: 5, blockTable: [3, 4], wantLogits: true }]);
     expect([pm.compiledShapes, pm.promotedSteps, pm.lastCompiled]).toEqual([4, 2, 'mixed:1x8x1']);
-    // A promoted bucket that keeps coming back is compiled after PROMOTIONS_BEFORE_COMPILE_DECODING
-    // promotions (these steps decode; a prompt-only one would compile after PROMOTIONS_BEFORE_COMPILE).
-    for (let i = 1; i < PROMOTIONS_BEFORE_COMPILE_DECODING; i++) {
+    // A promoted bucket with decodes that keeps coming back is compiled once its promotions have cost
+    // PROMOTION_EXTRA_BEFORE_COMPILE of its own steps extra (2 x 16 x 2 costs ~1.3x 2 x 4 x 2 here: about
+    // 20 promotions), later than a prompt-only bucket (PROMOTIONS_BEFORE_COMPILE) and exactly once.
+    const twoDecodes = () =>
       pm.run([
         { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
         { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
       ]);
+    let steps = 1;
+    while (pm.compiledShapes === 4 && steps < 200) {
+      twoDecodes();
+      steps++;
     }
-    expect([pm.compiledShapes, pm.promotedSteps]).toEqual([4, 1 + PROMOTIONS_BEFORE_COMPILE_DECODING]);
-    pm.run([
-      { tokens: [2], start: 4, blockTable: [3, 4], wantLogits: true },
-      { tokens: [5], start: 4, blockTable: [7, 8], wantLogits: true },
-    ]);
     expect([pm.compiledShapes, pm.lastCompiled]).toEqual([5, 'mixed:2x4x2']);
+    expect(steps).toBeGreaterThan(PROMOTIONS_BEFORE_COMPILE + 1);
+    expect(steps).toBeLessThan(1 + Math.ceil(PROMOTION_EXTRA_BEFORE_COMPILE / 0.2));
+    expect(pm.promotedSteps).toBe(1 + steps - 1);
+    twoDecodes();
+    expect(pm.compiledShapes).toBe(5);
     expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...b, 8, 2])), { atol: 1e-4, rtol: 1e-4 }, 'b decode, promoted');
     expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
     pm.dispose();
