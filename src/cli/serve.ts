@@ -30,7 +30,7 @@ export function registerServeCommand(program: Command): void {
     .option('--max-batch <n>', 'sequences decoded together at most', positiveInt('--max-batch'), 64)
     .option('--max-waiting <n>', 'requests queued at most before answering 503', positiveInt('--max-waiting'))
     .option('--max-prefill-tokens <n>', 'prompt tokens prefilled per engine step at most (default 256)', positiveInt('--max-prefill-tokens'))
-    .option('--max-batched-tokens <n>', 'while sequences decode, tokens per step at most, decodes included (default 24; smaller: steadier inter-token latency, larger: faster time to first token and more throughput)', positiveInt('--max-batched-tokens'))
+    .option('--max-batched-tokens <n>', 'while sequences decode, tokens per step at most, decodes included (default 20; smaller: steadier inter-token latency, larger: faster time to first token and more throughput)', positiveInt('--max-batched-tokens'))
     .option('--device <name>', 'device of the model', 'cpu')
     .option('--model-id <id>', "the model id clients pass (default: the GGUF's name)")
     .option('--max-prompt-tokens <n>', 'longest prompt accepted, tokens (default: the context length)', positiveInt('--max-prompt-tokens'))

@@ -29,8 +29,8 @@ export interface EngineOptions {
   /** Prompt tokens prefilled per step at most, the chunk budget (default 256). */
   maxPrefillTokensPerStep?: number;
   /**
-   * While sequences are decoding, tokens per step at most, decodes included (default 24): a new prompt
-   * is prefilled in chunks of what the decodes leave (at least 8 tokens), so the running streams'
+   * While sequences are decoding, tokens per step at most, decodes included (default 20): a new prompt
+   * is prefilled in chunks of what the decodes leave (at least 4 tokens), so the running streams'
    * inter-token latency stays near a decode step's.
    */
   maxBatchedTokens?: number;
@@ -41,7 +41,7 @@ export interface EngineOptions {
 }
 
 /** Defaults of the optional {@link EngineOptions}. */
-export const ENGINE_DEFAULTS = { device: 'cpu', blockSize: 16, maxBatch: 64, maxWaiting: 256, maxPrefillTokensPerStep: 256, maxBatchedTokens: 24 } as const;
+export const ENGINE_DEFAULTS = { device: 'cpu', blockSize: 16, maxBatch: 64, maxWaiting: 256, maxPrefillTokensPerStep: 256, maxBatchedTokens: 20 } as const;
 
 export type ResolvedEngineOptions = Required<Omit<EngineOptions, 'modelId' | 'model' | 'stepTrace'>> & { modelId?: string; stepTrace?: string };
 

@@ -47,11 +47,12 @@ export function logitBucket(n: number): number {
 }
 
 /**
- * Bucket of a step's token rows: powers of two up to 16, multiples of 8 up to 64 (a batch of decodes
- * plus a prefill chunk: 16 + 8 runs as 24 rows, not 32), powers of two beyond.
+ * Bucket of a step's token rows: powers of two up to 16, multiples of 4 up to 32 and of 8 up to 64 (a
+ * batch of decodes plus a prefill chunk: 16 + 4 runs as 20 rows, not 32), powers of two beyond.
  */
 export function tokenBucket(n: number): number {
-  return n <= 16 || n > 64 ? nextPow2(Math.max(n, 1)) : Math.ceil(n / 8) * 8;
+  if (n <= 16 || n > 64) return nextPow2(Math.max(n, 1));
+  return n <= 32 ? Math.ceil(n / 4) * 4 : Math.ceil(n / 8) * 8;
 }
 
 /** Options of {@link PagedLlama}. */

@@ -12,7 +12,7 @@
  *     requests are admitted in arrival order while the batch has room (`maxBatch`), the pool holds their
  *     uncached blocks (plus a 1% watermark) and the budget lasts. Prefill tokens per step are capped by
  *     `maxPrefillTokensPerStep`; while sequences are decoding, also by what the decodes leave of
- *     `maxBatchedTokens` (at least 8 tokens): a prompt then joins the running decodes in chunks that
+ *     `maxBatchedTokens` (at least 4 tokens): a prompt then joins the running decodes in chunks that
  *     keep each step near a decode step's duration, instead of stalling them for its whole length.
  *     Admission is strictly in order: a head request that does not fit blocks the ones behind it (no
  *     starvation of long prompts).
@@ -41,7 +41,7 @@ export interface SchedulerOptions {
   maxPrefillTokensPerStep: number;
   /**
    * While sequences are decoding, tokens per step (their decodes plus prefill) at most: prefill gets what
-   * the decodes leave, but at least 8 tokens, so waiting requests always progress.
+   * the decodes leave, but at least 4 tokens, so waiting requests always progress.
    * Keeps a step that adds a prompt close to a decode step's duration, which bounds the inter-token
    * latency of the running streams. Unset: no bound beyond `maxPrefillTokensPerStep`.
    */
@@ -93,7 +93,7 @@ export interface StepReport {
 
 const BUSY_WINDOW_MS = 5000;
 /** Prompt tokens a step computes at least while sequences decode (waiting requests always progress). */
-const MIN_PREFILL_CHUNK = 8;
+const MIN_PREFILL_CHUNK = 4;
 
 export class Scheduler {
   readonly blocks: BlockManager;

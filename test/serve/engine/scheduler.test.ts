@@ -110,7 +110,7 @@ function make(opts: { blockSize?: number; blocks?: number; maxBatch?: number; ma
 const prompt = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed * 13 + 1) % V);
 
 describe('Scheduler', () => {
-  it('while sequences decode, a prompt joins in chunks of what maxBatchedTokens leaves (at least 8 tokens); alone, in prefill-budget chunks', () => {
+  it('while sequences decode, a prompt joins in chunks of what maxBatchedTokens leaves (at least 4 tokens); alone, in prefill-budget chunks', () => {
     const { sched, model, results, submit, drain } = make({ prefill: 32, batched: 16, blockSize: 4 });
     for (let i = 0; i < 6; i++) submit(`d${i}`, prompt(3, i), 40);
     sched.step(); // six prompts of 3 tokens: 18 prefill tokens, nothing decoding yet
@@ -123,16 +123,16 @@ describe('Scheduler', () => {
     expect([r2.decodeTokens, r2.prefillTokens]).toEqual([6, 10]);
     const r3 = sched.step()!; // long's last 10 tokens, then e0..e2 (2 each) admitted: over 10 → stops at budget
     expect([r3.decodeTokens, r3.prefillTokens]).toEqual([6, 10]);
-    const r4 = sched.step()!; // 7 decode + e's leftovers; 16 - 7 = 9 ≥ the 8-token floor
+    const r4 = sched.step()!; // 7 decode + e's leftovers; 16 - 7 = 9 ≥ the 4-token floor
     expect(r4.decodeTokens).toBe(7);
     expect(r4.prefillTokens).toBeLessThanOrEqual(9);
-    // With more decodes than the budget, prefill still gets the 8-token floor.
+    // With more decodes than the budget, prefill still gets the 4-token floor.
     const busy = make({ prefill: 32, batched: 4, blockSize: 4 });
     for (let i = 0; i < 6; i++) busy.submit(`d${i}`, prompt(2, i), 20);
     busy.sched.step();
     busy.submit('late', prompt(20, 3), 2);
     const b1 = busy.sched.step()!;
-    expect([b1.decodeTokens, b1.prefillTokens]).toEqual([6, 8]);
+    expect([b1.decodeTokens, b1.prefillTokens]).toEqual([6, 4]);
     busy.drain();
     expect(busy.results.get('late')!.tokens).toEqual(reference(prompt(20, 3), 2));
     drain();
