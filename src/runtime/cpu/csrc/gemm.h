@@ -396,7 +396,9 @@ static inline __m128 tessera_hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
 #define TESSERA_IN_REGISTER(v) __asm__("" : "+v"(v))
 
 /* Prefetch of weight rows ahead of the skinny kernels: `rows` rows from `row0` of `base` (row stride `ld`),
-   one line of each per 16-float step, into L2. NULL base: nothing. */
+   one line of each per 16-float step, into L2; and the same rows of the group before it (the next one to
+   be multiplied, already in L2 by then) into L1, so its first pass does not wait on L2 either. NULL base:
+   nothing. */
 typedef struct {
   const float *base;
   int row0, rows;
@@ -404,7 +406,10 @@ typedef struct {
 
 static inline void tessera_skinny_prefetch_step(tessera_skinny_prefetch pf, int ldw, int k) {
   if (pf.base)
-    for (int r = 0; r < pf.rows; ++r) _mm_prefetch((const char *)(pf.base + (size_t)(pf.row0 + r) * ldw + k), _MM_HINT_T1);
+    for (int r = 0; r < pf.rows; ++r) {
+      _mm_prefetch((const char *)(pf.base + (size_t)(pf.row0 + r) * ldw + k), _MM_HINT_T1);
+      _mm_prefetch((const char *)(pf.base + (size_t)(pf.row0 + r - 4) * ldw + k), _MM_HINT_T0);
+    }
 }
 
 /* out[r*ldo + c] = Σ_k A[r][k] · W[c][k] for r, c < 4: sixteen accumulators, so each vector loaded from
