@@ -271,7 +271,7 @@ export class PagedLlama implements StepModel {
   }
 
   /**
-   * The step graph: `[logits, k0, v0, k1, v1, ...]`. `shared`: all tokens belong to one sequence and
+   * The step graph: `[logits, argmax, k0, v0, k1, v1, ...]`. `shared`: all tokens belong to one sequence and
    * `pastSlots` `[M]` is its past; otherwise `pastSlots` `[N * M]` holds each token's own.
    */
   private forward(tokens: Tensor, positions: Tensor, pastSlots: Tensor, mask: Tensor, logitRows: Tensor, shared: boolean): Tensor[] {
@@ -340,7 +340,8 @@ export class PagedLlama implements StepModel {
     }
     const last = m.norm.forward(gatherRows(x, logitRows)).contiguous();
     const logits = m.lmHead ? m.lmHead.forward(last) : last.matmul(m.embedTokens.weight.T);
-    return [logits, ...out];
+    // The arg max too: a step whose sequences all decode greedily reads S integers, not S rows of logits.
+    return [logits, logits.argmax(-1), ...out];
   }
 
   /** The buckets a step over `seqs` runs in. */
@@ -351,14 +352,14 @@ export class PagedLlama implements StepModel {
     return { tokens: tokenBucket(n), past: Math.max(this.blockSize, nextPow2(Math.max(past, 1))), logits: logitBucket(logits) };
   }
 
-  run(seqs: readonly StepSequence[]): (Float32Array | undefined)[] {
+  run(seqs: readonly StepSequence[]): (Float32Array | number | undefined)[] {
     this.lastBuckets = [];
     this.logitsUsed = 0;
     if (seqs.length === 0) return [];
     const shape = this.shapeOf(seqs);
     if (shape.tokens * shape.past <= this.maxGatherRows || seqs.every((q) => q.tokens.length === 1)) return this.runGroup(seqs, false);
     // Too much to gather per token: decodes together, then each prefill chunk with its past gathered once.
-    const out: (Float32Array | undefined)[] = new Array(seqs.length);
+    const out: (Float32Array | number | undefined)[] = new Array(seqs.length);
     const decodes = seqs.flatMap((q, i) => (q.tokens.length === 1 ? [i] : []));
     if (decodes.length) this.runGroup(decodes.map((i) => seqs[i]!), false).forEach((r, j) => (out[decodes[j]!] = r));
     seqs.forEach((q, i) => {
@@ -368,7 +369,7 @@ export class PagedLlama implements StepModel {
   }
 
   /** One jitted step over `seqs` (`shared`: one sequence whose tokens share its gathered past). */
-  private runGroup(seqs: readonly StepSequence[], shared: boolean): (Float32Array | undefined)[] {
+  private runGroup(seqs: readonly StepSequence[], shared: boolean): (Float32Array | number | undefined)[] {
     const shape = this.bucketFor(this.shapeOf(seqs), shared, seqs.some((q) => q.tokens.length === 1 && q.start > 0));
     const { tokens: N, past: M, logits: S } = shape;
     const W = M + N;
@@ -422,12 +423,16 @@ export class PagedLlama implements StepModel {
       outs = (shared ? this.chunkStep : this.step)(...inputs);
       const rt = getRuntime(this.device);
       for (let l = 0; l < this.kPool.length; l++) {
-        copyRowsToSlots(rt, outs[1 + 2 * l]!.node.buffer.mem, this.kPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
-        copyRowsToSlots(rt, outs[2 + 2 * l]!.node.buffer.mem, this.vPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
+        copyRowsToSlots(rt, outs[2 + 2 * l]!.node.buffer.mem, this.kPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
+        copyRowsToSlots(rt, outs[3 + 2 * l]!.node.buffer.mem, this.vPool[l]!.node.buffer.mem, newSlots, this.kvWidth);
+      }
+      let k = 0;
+      if (seqs.every((s) => !s.wantLogits || s.greedy)) {
+        const best = outs[1]!.dataSync();
+        return seqs.map((s) => (s.wantLogits ? best[k++]! : undefined));
       }
       const V = this.vocabSize;
       const logits = this.readLogits(rt, outs[0]!, li * V);
-      let k = 0;
       return seqs.map((s) => (s.wantLogits ? logits.subarray(k * V, ++k * V) : undefined));
     } finally {
       for (const t of inputs) t.dispose();

@@ -328,10 +328,11 @@ export class Scheduler {
       start: seq.computed,
       blockTable: this.blocks.seq(seq.req.id).table,
       wantLogits: seq.computed + chunk === seq.tokens.length,
+      greedy: seq.sampling.temperature === 0,
     }));
     this.inStep = true;
     try {
-      let logits: (Float32Array | undefined)[];
+      let logits: (Float32Array | number | undefined)[];
       try {
         logits = this.model.run(inputs);
       } catch (e) {
@@ -343,7 +344,8 @@ export class Scheduler {
         seq.computed += chunk;
         this.markReady(seq);
         const row = logits[i];
-        if (row && !seq.endRequested) this.sample(seq, row);
+        if (row === undefined || seq.endRequested) return;
+        this.accept(seq, typeof row === 'number' ? row : sampleToken(row, seq.sampling, seq.rng));
       });
     } finally {
       this.inStep = false;
@@ -366,9 +368,8 @@ export class Scheduler {
     return { batchSize, prefillTokens, decodeTokens, admitted, ms, compiled, ...(compiled && this.model.lastCompiled ? { compiledShape: this.model.lastCompiled } : {}), ...(buckets ? { buckets: [...buckets] } : {}) };
   }
 
-  /** Sample the next token of `s` and emit it, or end the sequence. */
-  private sample(s: Seq, logits: Float32Array): void {
-    const tok = sampleToken(logits, s.sampling, s.rng);
+  /** Emit `tok` as the next token of `s`, or end the sequence. */
+  private accept(s: Seq, tok: number): void {
     if (s.stops.has(tok)) {
       s.endRequested = 'stop';
       return;

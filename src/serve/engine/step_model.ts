@@ -17,6 +17,11 @@ export interface StepSequence {
   readonly blockTable: readonly number[];
   /** Whether the logits after the last token are needed (the chunk ends the known tokens). */
   readonly wantLogits: boolean;
+  /**
+   * Only the arg max of those logits is needed (greedy decoding): a model may return the token instead of
+   * the row (see {@link StepModel.run}).
+   */
+  readonly greedy?: boolean;
 }
 
 /** A model that runs one batched step over a paged KV cache. */
@@ -29,10 +34,11 @@ export interface StepModel {
   readonly numBlocks: number;
   /**
    * Compute `seqs` in one step: write their tokens' keys and values into their slots and return, per
-   * sequence in order, the logits after its last token (`undefined` where `wantLogits` is false). The
-   * arrays may be views of a buffer the next `run` overwrites: copy what must outlive the step.
+   * sequence in order, the logits after its last token (`undefined` where `wantLogits` is false), or for
+   * a `greedy` sequence possibly just their arg max (the first maximum) as a number. The arrays may be
+   * views of a buffer the next `run` overwrites: copy what must outlive the step.
    */
-  run(seqs: readonly StepSequence[]): (Float32Array | undefined)[];
+  run(seqs: readonly StepSequence[]): (Float32Array | number | undefined)[];
   /** Shape buckets compiled so far (a step that raises it paid for a compilation). */
   readonly compiledShapes?: number;
   /** Name of the bucket compiled last. */

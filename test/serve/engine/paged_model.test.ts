@@ -17,6 +17,18 @@ function tinyLlama(): Llama {
   return new Llama({ vocabSize: 50, dim: 32, nLayer: 2, nHead: 4, nKVHead: 2, hiddenDim: 64, maxSeqLen: 64 });
 }
 
+/** A logits row the step returned (not a greedy token). */
+function rowOf(x: Float32Array | number | undefined): number[] {
+  if (!(x instanceof Float32Array)) throw new Error(`expected a row of logits, got ${x}`);
+  return Array.from(x);
+}
+
+function argmaxOf(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
 function fullLogits(m: Llama, ids: number[]): Float32Array {
   const out = m.forward(tensor(ids, { dtype: 'i32', shape: [1, ids.length] })).logits.dataSync() as Float32Array;
   return out.slice((ids.length - 1) * m.config.vocabSize);
@@ -39,23 +51,23 @@ describe('PagedLlama', () => {
       { tokens: b, start: 0, blockTable: tb, wantLogits: true },
     ]);
     expect(r[0]).toBeUndefined();
-    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b prefill');
+    expectClose(rowOf(r[1]), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b prefill');
     r = pm.run([{ tokens: a.slice(7), start: 7, blockTable: ta, wantLogits: true }]);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a prefill');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a prefill');
     // One decode step for both.
     r = pm.run([
       { tokens: [7], start: a.length, blockTable: ta, wantLogits: true },
       { tokens: [11], start: b.length, blockTable: tb, wantLogits: true },
     ]);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 7])), { atol: 1e-4, rtol: 1e-4 }, 'a decode');
-    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...b, 11])), { atol: 1e-4, rtol: 1e-4 }, 'b decode');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, [...a, 7])), { atol: 1e-4, rtol: 1e-4 }, 'a decode');
+    expectClose(rowOf(r[1]), Array.from(fullLogits(m, [...b, 11])), { atol: 1e-4, rtol: 1e-4 }, 'b decode');
     // A chunk after a decode, in one step.
     r = pm.run([
       { tokens: [4], start: a.length + 1, blockTable: ta, wantLogits: true },
       { tokens: [13, 2, 6], start: b.length + 1, blockTable: tb, wantLogits: true },
     ]);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 7, 4])), { atol: 1e-4, rtol: 1e-4 }, 'a decode 2');
-    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...b, 11, 13, 2, 6])), { atol: 1e-4, rtol: 1e-4 }, 'b chunk');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, [...a, 7, 4])), { atol: 1e-4, rtol: 1e-4 }, 'a decode 2');
+    expectClose(rowOf(r[1]), Array.from(fullLogits(m, [...b, 11, 13, 2, 6])), { atol: 1e-4, rtol: 1e-4 }, 'b chunk');
     expect([...pm.shapes].some((k) => k.startsWith('chunk:'))).toBe(maxGatherBytes !== undefined);
     pm.dispose();
   });
@@ -73,7 +85,7 @@ describe('PagedLlama', () => {
     expect([...pm.shapes]).toEqual(['mixed:16x4x2']);
     // 9 tokens with a past of 7 (bucket 16 x 8 x 1): 16 x 4 x 2 does not hold that past, so it compiles.
     r = pm.run([{ tokens: [6, 5, 3, 5, 8, 9, 7, 9, 3], start: 7, blockTable: [0, 1, 2, 5], wantLogits: true }]);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...a, 6, 5, 3, 5, 8, 9, 7, 9, 3])), { atol: 1e-4, rtol: 1e-4 }, 'a chunk');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, [...a, 6, 5, 3, 5, 8, 9, 7, 9, 3])), { atol: 1e-4, rtol: 1e-4 }, 'a chunk');
     expect(pm.compiledShapes).toBe(2);
     // Two decodes, a's past 16 and b's 3: bucket 2 x 16 x 2, compiled.
     r = pm.run([
@@ -114,8 +126,28 @@ describe('PagedLlama', () => {
     expect(pm.promotedSteps).toBe(1 + steps - 1);
     twoDecodes();
     expect(pm.compiledShapes).toBe(5);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, [...b, 8, 2])), { atol: 1e-4, rtol: 1e-4 }, 'b decode, promoted');
-    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, [...b, 8, 2])), { atol: 1e-4, rtol: 1e-4 }, 'b decode, promoted');
+    expectClose(rowOf(r[1]), Array.from(fullLogits(m, [...c, 5])), { atol: 1e-4, rtol: 1e-4 }, 'c decode, promoted');
+    pm.dispose();
+  });
+
+  it('greedy sequences get their arg max computed on the device; a step with any sampled sequence returns rows', () => {
+    const m = tinyLlama();
+    const pm = new PagedLlama(m, { numBlocks: 16, blockSize: 4 });
+    const a = [3, 1, 4, 1, 5];
+    const b = [2, 7, 1];
+    const r = pm.run([
+      { tokens: a, start: 0, blockTable: [3, 4], wantLogits: true, greedy: true },
+      { tokens: b, start: 0, blockTable: [7], wantLogits: true, greedy: true },
+    ]);
+    expect(r).toEqual([argmaxOf(fullLogits(m, a)), argmaxOf(fullLogits(m, b))]);
+    // One sequence samples: every wanted row comes back as logits (the greedy one included).
+    const r2 = pm.run([
+      { tokens: [9], start: 5, blockTable: [3, 4], wantLogits: true, greedy: true },
+      { tokens: [6], start: 3, blockTable: [7], wantLogits: true },
+    ]);
+    expectClose(rowOf(r2[0]), Array.from(fullLogits(m, [...a, 9])), { atol: 1e-4, rtol: 1e-4 }, 'a, greedy among sampled');
+    expectClose(rowOf(r2[1]), Array.from(fullLogits(m, [...b, 6])), { atol: 1e-4, rtol: 1e-4 }, 'b, sampled');
     pm.dispose();
   });
 
@@ -136,8 +168,8 @@ describe('PagedLlama', () => {
       { tokens: b, start: 0, blockTable: [7], wantLogits: true },
     ]);
     expect([pm.compiledShapes, pm.promotedSteps, pm.lastBuckets]).toEqual([1, 1, ['mixed:16x4x4']]);
-    expectClose(Array.from(r[0]!), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a');
-    expectClose(Array.from(r[1]!), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b');
+    expectClose(rowOf(r[0]), Array.from(fullLogits(m, a)), { atol: 1e-4, rtol: 1e-4 }, 'a');
+    expectClose(rowOf(r[1]), Array.from(fullLogits(m, b)), { atol: 1e-4, rtol: 1e-4 }, 'b');
     // Prompt-only steps compile their own bucket sooner (nobody is decoding to be stalled).
     const again = () => pm.run([
       { tokens: a, start: 0, blockTable: [3, 4], wantLogits: true },
