@@ -19,9 +19,13 @@ export type InProcessEngineOptions = Omit<EngineOptions, 'model'> & {
   onStep?: (report: StepReport) => void;
 };
 
+/** Idle time after which the engine compiles promoted shape buckets (see `scheduleIdleCompile`). */
+export const IDLE_COMPILE_DELAY_MS = 200;
+
 export class InProcessEngine implements Engine {
   private looping = false;
   private closed = false;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private isReady = false;
   private idle: (() => void)[] = [];
   private readonly stepListeners = new Set<(s: StepTiming) => void>();
@@ -76,9 +80,31 @@ export class InProcessEngine implements Engine {
 
   /** Start the step loop if it is not running. */
   private kick(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
     if (this.looping || this.closed) return;
     this.looping = true;
     setImmediate(this.loop);
+  }
+
+  /**
+   * After `IDLE_COMPILE_DELAY_MS` without work, compile the shape buckets that traffic has been promoting
+   * (one per macrotask, so a request arriving meanwhile waits for at most one compilation).
+   */
+  private scheduleIdleCompile(): void {
+    if (this.closed || this.idleTimer) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.closed || this.looping || this.scheduler.hasWork()) return;
+      let compiled: string | undefined;
+      try {
+        compiled = this.paged.compilePending();
+      } catch {
+        // A bucket that fails to compile here fails again, visibly, when a step needs it.
+      }
+      if (compiled) this.scheduleIdleCompile();
+    }, IDLE_COMPILE_DELAY_MS);
+    this.idleTimer.unref?.();
   }
 
   private readonly loop = (): void => {
@@ -104,11 +130,13 @@ export class InProcessEngine implements Engine {
     // Work left but no step possible would be a scheduler bug: fail those requests instead of hanging.
     if (this.scheduler.hasWork()) this.scheduler.endAll('error', 'the scheduler could not make progress');
     for (const f of this.idle.splice(0)) f();
+    this.scheduleIdleCompile();
   };
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     this.scheduler.endAll('cancelled');
     for (const f of this.idle.splice(0)) f();
     this.paged.dispose();

@@ -255,6 +255,27 @@ export class PagedLlama implements StepModel {
     this.shapes.add(key);
   }
 
+  /**
+   * Compile the promoted bucket that has cost the most so far (mixed steps only), if any: the engine calls
+   * this while it has nothing to run, so a bucket that traffic keeps promoting is ready before the next
+   * burst instead of stalling it. Returns the bucket compiled.
+   */
+  compilePending(): string | undefined {
+    let best: string | undefined;
+    let score = 0;
+    // Extra cost in own steps (decoding buckets), or promotions (prompt-only buckets, each ~1 step extra).
+    for (const [key, v] of [...this.promotionExtra, ...this.promotions]) {
+      if (v > score && key.startsWith('mixed:') && !this.shapes.has(key)) [best, score] = [key, v];
+    }
+    if (!best) return undefined;
+    const [tokens, past, logits] = best.slice('mixed:'.length).split('x').map(Number) as [number, number, number];
+    this.precompile({ tokens, past, logits });
+    this.promotionExtra.delete(best);
+    this.promotions.delete(best);
+    this.lastCompiled = best;
+    return best;
+  }
+
   /** Shape buckets compiled so far. */
   get compiledShapes(): number {
     return this.shapes.size;

@@ -114,6 +114,30 @@ describe('continuous-batching engine (cpu)', () => {
     expect(st.steps).toBeLessThan(max.reduce((a, b) => a + b, 0));
   });
 
+  it('compiles the buckets it had to promote while idle, so the next request finds them ready', async () => {
+    const e = engineOf({ prefill: 16 });
+    engines.push(e);
+    // 12 prompt tokens: bucket 16 x 16 x 1, compiled for this request; its decodes: 1 x 16 x 1.
+    const a = submit(e, 'a', promptOf(12, 3), 2);
+    await a.done;
+    expect(e.paged.shapes.has('mixed:16x16x1')).toBe(true);
+    // Alone, a 3-token prompt (4 x 16 x 1) runs promoted in 16 x 16 x 1 instead of compiling.
+    const before = e.paged.promotedSteps;
+    const b = submit(e, 'b', promptOf(3, 4), 2);
+    expect((await b.done).reason).toBe('length');
+    expect(b.tokens).toEqual(reference(promptOf(3, 4), 2));
+    expect(e.paged.promotedSteps).toBe(before + 1);
+    expect(e.paged.shapes.has('mixed:4x16x1')).toBe(false);
+    // Idle: the engine compiles it by itself.
+    const deadline = Date.now() + 60_000;
+    while (!e.paged.shapes.has('mixed:4x16x1') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(e.paged.shapes.has('mixed:4x16x1')).toBe(true);
+    const c = submit(e, 'c', promptOf(3, 5), 2);
+    await c.done;
+    expect(c.tokens).toEqual(reference(promptOf(3, 5), 2));
+    expect(e.paged.promotedSteps).toBe(before + 1);
+  });
+
   it('chunked prefill gives the same tokens as unchunked', async () => {
     const p = promptOf(45, 7);
     const outs: number[][] = [];

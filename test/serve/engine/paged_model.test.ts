@@ -179,6 +179,16 @@ describe('PagedLlama', () => {
     expect([pm.compiledShapes, pm.promotedSteps]).toEqual([1, PROMOTIONS_BEFORE_COMPILE]);
     again();
     expect([pm.compiledShapes, pm.lastBuckets]).toEqual([2, ['mixed:8x4x2']]);
+    // Idle-time compilation: a promoted bucket is compiled by compilePending, the costliest first.
+    expect(pm.compilePending()).toBeUndefined();
+    const c = [1, 2, 3, 4];
+    pm.run([{ tokens: c, start: 0, blockTable: [9], wantLogits: true }]); // 4 x 4 x 1: promoted into 8 x 4 x 2
+    expect([pm.compiledShapes, pm.lastBuckets]).toEqual([2, ['mixed:8x4x2']]);
+    expect(pm.compilePending()).toBe('mixed:4x4x1');
+    expect(pm.compilePending()).toBeUndefined();
+    const r2 = pm.run([{ tokens: c, start: 0, blockTable: [9], wantLogits: true }]);
+    expect([pm.compiledShapes, pm.lastBuckets]).toEqual([3, ['mixed:4x4x1']]);
+    expectClose(rowOf(r2[0]), Array.from(fullLogits(m, c)), { atol: 1e-4, rtol: 1e-4 }, 'c in its own bucket');
     pm.dispose();
   });
 });
