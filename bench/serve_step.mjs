@@ -6,6 +6,12 @@
  * scheduling and HTTP enter (bench/serve_load.mjs measures those).
  *
  *   TESSERA_THREADS=2 node bench/serve_step.mjs [--profile]
+ *   TESSERA_THREADS=2 node bench/serve_step.mjs --engine [--rounds 4]
+ *
+ * --engine instead drives the whole engine on this thread (scheduler, sampling, KV writes; no HTTP): 16
+ * closed-loop streams each sending two requests (48-token prompts, 64 greedy tokens), per round, and
+ * prints tokens/s per round and the garbage collections (count, total and longest pause) after the
+ * first round, which compiles.
  *
  * Model: the 56.4M random-weight Llama of bench/llm_decode.mjs (dim 512, 8 layers, 8 heads, 4 KV heads,
  * SwiGLU 1408, vocab 32000), device cpu. Four untimed steps per batch size (jit trace, capture, first
@@ -14,12 +20,18 @@
 import { importTessera } from './lib/common.mjs';
 
 const profile = process.argv.includes('--profile');
+const engineMode = process.argv.includes('--engine');
+const roundsArg = process.argv.indexOf('--rounds');
 const T = await importTessera();
 const { Llama } = await importTessera('nn/index.js');
 const { PagedLlama } = await importTessera('serve/engine/index.js');
 T.setDefaultDevice('cpu');
 T.manualSeed(0);
 const model = new Llama({ vocabSize: 32000, dim: 512, nLayer: 8, nHead: 8, nKVHead: 4, hiddenDim: 1408, maxSeqLen: 512 });
+if (engineMode) {
+  await runEngine(roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 4);
+  process.exit(0);
+}
 const paged = new PagedLlama(model, { numBlocks: 512, blockSize: 16 });
 const REPS = 10;
 let single;
@@ -52,3 +64,32 @@ for (const [label, seqs, S] of cases) {
   }
 }
 paged.dispose();
+
+async function runEngine(rounds) {
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const { createInProcessEngine } = await importTessera('serve/engine/in_process.js');
+  const engine = createInProcessEngine({ model, kvCacheBytes: 256 * 2 ** 20 });
+  const gcs = [];
+  const obs = new PerformanceObserver((list) => gcs.push(...list.getEntries().map((e) => e.duration)));
+  let id = 0;
+  const request = (k) =>
+    new Promise((resolve) =>
+      engine.submit(
+        { id: String(id++), promptTokens: Array.from({ length: 48 }, (_, i) => 300 + ((k * 97 + i * 13) % 31000)), maxTokens: 64, sampling: { temperature: 0, topP: 1, seed: 0 }, stopTokenIds: [] },
+        { onToken() {}, onDone: resolve },
+      ),
+    );
+  for (let round = 0; round < rounds; round++) {
+    if (round === 1) obs.observe({ entryTypes: ['gc'] });
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: 16 }, async (_, s) => {
+      for (let j = 0; j < 2; j++) await request(round * 1000 + s * 10 + j);
+    }));
+    console.log(`engine, 16 streams, round ${round}${round === 0 ? ' (compiles)' : ''}: ${((32 * 64 * 1000) / (performance.now() - t0)).toFixed(0)} tok/s`);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  obs.disconnect();
+  const total = gcs.reduce((a, b) => a + b, 0);
+  console.log(`garbage collections after round 0: ${gcs.length}, ${total.toFixed(0)} ms in all, longest ${gcs.length ? Math.max(...gcs).toFixed(1) : 0} ms`);
+  await engine.close();
+}

@@ -125,10 +125,11 @@ export class PagedLlama implements StepModel {
   /** Shape buckets seen so far (each compiled once). */
   readonly shapes = new Set<string>();
   private readonly compiled: { shape: StepShape; shared: boolean }[] = [];
-  /** Times each uncompiled prompt-only bucket ran promoted. */
-  private readonly promotions = new Map<string, number>();
-  /** Extra cost, in its own steps, each uncompiled bucket with decodes has paid running promoted. */
-  private readonly promotionExtra = new Map<string, number>();
+  /**
+   * Uncompiled buckets that ran promoted: times as a prompt-only step, and the extra cost, in steps of
+   * their own, paid as a step with decodes.
+   */
+  private readonly pending = new Map<string, { shape: StepShape; shared: boolean; promotions: number; extra: number }>();
   /** Steps run in a larger compiled bucket instead of compiling their own. */
   promotedSteps = 0;
   /** The bucket compiled last (`mixed:NxMxS` or `chunk:NxMxS`). */
@@ -190,9 +191,8 @@ export class PagedLlama implements StepModel {
   private bucketFor(shape: StepShape, shared: boolean, decoding: boolean): StepShape {
     const key = shapeKey(shape, shared);
     if (this.shapes.has(key)) return shape;
-    const promoted = this.promotions.get(key) ?? 0;
-    const extra = this.promotionExtra.get(key) ?? 0;
-    if (decoding ? extra >= PROMOTION_EXTRA_BEFORE_COMPILE : promoted >= PROMOTIONS_BEFORE_COMPILE) return shape;
+    const p = this.pending.get(key) ?? { shape, shared, promotions: 0, extra: 0 };
+    if (decoding ? p.extra >= PROMOTION_EXTRA_BEFORE_COMPILE : p.promotions >= PROMOTIONS_BEFORE_COMPILE) return shape;
     const own = this.stepCost(shape);
     let best: StepShape | undefined;
     let bestCost = (decoding ? 1.5 : 4) * own;
@@ -204,8 +204,9 @@ export class PagedLlama implements StepModel {
     }
     if (!best) return shape;
     this.promotedSteps++;
-    if (decoding) this.promotionExtra.set(key, extra + bestCost / own - 1);
-    else this.promotions.set(key, promoted + 1);
+    if (decoding) p.extra += bestCost / own - 1;
+    else p.promotions++;
+    this.pending.set(key, p);
     return best;
   }
 
@@ -233,16 +234,9 @@ export class PagedLlama implements StepModel {
     const W = M + N;
     const mask = new Float32Array(N * W).fill(-Infinity);
     for (let row = 0; row < N; row++) mask[row * W + M + row] = 0;
-    const dev = { device: this.device };
     for (let pass = 0; pass < 2; pass++) {
       // Two calls: the jit traces on the first and captures its replay on the second.
-      const inputs = [
-        tensor(new Int32Array(N), { ...dev, dtype: 'i32', shape: [N] }),
-        tensor(new Int32Array(N), { ...dev, dtype: 'i32', shape: [N] }),
-        tensor(new Int32Array(N * M), { ...dev, dtype: 'i32', shape: [N * M] }),
-        tensor(mask, { ...dev, shape: [N, W] }),
-        tensor(new Int32Array(S), { ...dev, dtype: 'i32', shape: [S] }),
-      ];
+      const inputs = this.stepInputs(new Int32Array(N), new Int32Array(N), new Int32Array(N * M), mask, new Int32Array(S));
       let outs: Tensor[] | undefined;
       try {
         outs = this.step(...inputs);
@@ -251,8 +245,32 @@ export class PagedLlama implements StepModel {
         for (const t of outs ?? []) t.dispose();
       }
     }
-    this.compiled.push({ shape, shared: false });
-    this.shapes.add(key);
+    this.markCompiled(shape, false);
+  }
+
+  /** Record `shape` as compiled (a step or `precompile` compiles it now); returns its key. */
+  private markCompiled(shape: StepShape, shared: boolean): string {
+    const key = shapeKey(shape, shared);
+    if (!this.shapes.has(key)) {
+      this.compiled.push({ shape, shared });
+      this.shapes.add(key);
+      this.pending.delete(key);
+      this.lastCompiled = key;
+    }
+    return key;
+  }
+
+  /** The step's inputs on the device: token ids, positions, past slots, mask `[N, M + N]`, logit rows. */
+  private stepInputs(ids: Int32Array, pos: Int32Array, pastSlots: Int32Array, mask: Float32Array, rows: Int32Array): Tensor[] {
+    const dev = { device: this.device };
+    const N = ids.length;
+    return [
+      tensor(ids, { ...dev, dtype: 'i32', shape: [N] }),
+      tensor(pos, { ...dev, dtype: 'i32', shape: [N] }),
+      tensor(pastSlots, { ...dev, dtype: 'i32', shape: [pastSlots.length] }),
+      tensor(mask, { ...dev, shape: [N, mask.length / N] }),
+      tensor(rows, { ...dev, dtype: 'i32', shape: [rows.length] }),
+    ];
   }
 
   /**
@@ -261,19 +279,16 @@ export class PagedLlama implements StepModel {
    * burst instead of stalling it. Returns the bucket compiled.
    */
   compilePending(): string | undefined {
-    let best: string | undefined;
+    let best: StepShape | undefined;
     let score = 0;
-    // Extra cost in own steps (decoding buckets), or promotions (prompt-only buckets, each ~1 step extra).
-    for (const [key, v] of [...this.promotionExtra, ...this.promotions]) {
-      if (v > score && key.startsWith('mixed:') && !this.shapes.has(key)) [best, score] = [key, v];
+    // Extra cost in own steps (with decodes), or promotions (prompt-only: each about a step extra).
+    for (const p of this.pending.values()) {
+      const v = p.extra + p.promotions;
+      if (!p.shared && v > score) [best, score] = [p.shape, v];
     }
     if (!best) return undefined;
-    const [tokens, past, logits] = best.slice('mixed:'.length).split('x').map(Number) as [number, number, number];
-    this.precompile({ tokens, past, logits });
-    this.promotionExtra.delete(best);
-    this.promotions.delete(best);
-    this.lastCompiled = best;
-    return best;
+    this.precompile(best);
+    return shapeKey(best, false);
   }
 
   /** Shape buckets compiled so far. */
@@ -424,21 +439,8 @@ export class PagedLlama implements StepModel {
     }
     // Padding rows attend to themselves only, so they stay finite (a NaN key would poison real rows).
     for (let row = r; row < N; row++) mask[row * W + M + row] = 0;
-    const key = shapeKey(shape, shared);
-    this.lastBuckets.push(key);
-    if (!this.shapes.has(key)) {
-      this.compiled.push({ shape, shared });
-      this.lastCompiled = key;
-    }
-    this.shapes.add(key);
-    const dev = { device: this.device };
-    const inputs = [
-      tensor(ids, { ...dev, dtype: 'i32', shape: [N] }),
-      tensor(pos, { ...dev, dtype: 'i32', shape: [N] }),
-      tensor(pastSlots, { ...dev, dtype: 'i32', shape: [pastSlots.length] }),
-      tensor(mask, { ...dev, shape: [N, W] }),
-      tensor(rows, { ...dev, dtype: 'i32', shape: [S] }),
-    ];
+    this.lastBuckets.push(this.markCompiled(shape, shared));
+    const inputs = this.stepInputs(ids, pos, pastSlots, mask, rows);
     let outs: Tensor[] | undefined;
     try {
       outs = (shared ? this.chunkStep : this.step)(...inputs);

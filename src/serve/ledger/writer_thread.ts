@@ -1,6 +1,6 @@
 /**
  * Usage records written on a thread of their own. A durable commit (WAL, `synchronous = FULL`) waits for
- * the disk: 1-10 ms on the benchmark machine, during which the HTTP thread could not deliver the next
+ * the disk (milliseconds on the benchmark VM), during which the HTTP thread could not deliver the next
  * token of any other stream. The writer owns a second connection to the same database (WAL: one writer,
  * readers alongside) and answers each record once it is committed, so a response still goes out only
  * after its usage is durable.

@@ -633,12 +633,14 @@ static inline void tessera_rowb_range_ex(const float *A, int lda, const float *B
         for (int v = 0; v < 4; ++v) _mm512_store_ps(acc + (m0 + r) * TESSERA_ROWB_NB + 16 * v, s[r][v]);
     }
 #else
-    for (int m = 0; m < M; ++m)
-      for (int c = 0; c < nr; ++c) {
-        float t = 0.0f;
-        for (int k = 0; k < K; ++k) t += A[(size_t)m * lda + k] * tessera_row_at(B, ldb, ri, k)[nb + c];
-        acc[m * TESSERA_ROWB_NB + c] = t;
+    for (int m = 0; m < M; ++m) {
+      float *t = acc + m * TESSERA_ROWB_NB;
+      for (int c = 0; c < nr; ++c) t[c] = 0.0f;
+      for (int k = 0; k < K; ++k) { /* one row lookup per k, not per element; each t[c] still sums over k in order */
+        const float a = A[(size_t)m * lda + k], *row = tessera_row_at(B, ldb, ri, k) + nb;
+        for (int c = 0; c < nr; ++c) t[c] += a * row[c];
       }
+    }
 #endif
     epi(ctx, 0, M, (int)nb, nr, acc, TESSERA_ROWB_NB);
   }
